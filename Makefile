@@ -1,0 +1,49 @@
+# Usage:
+#   make demo | test | lint | clean
+#   make test PYTEST_ARGS="--cov=asyncfork"      extra pytest arguments
+#   make test PYTHON=python3.13 VENV=.venv313    another interpreter, separate venv
+PYTHON ?= python3
+VENV ?= .venv
+PYTEST_ARGS ?=
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DELETE_ON_ERROR:
+.DEFAULT_GOAL := test
+.PHONY: demo test lint clean
+
+VPY := $(VENV)/bin/python
+
+# The venv itself. Fails loudly on a Python < 3.11 or a broken venv/ensurepip.
+$(VENV)/.venv-ok:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "asyncfork needs Python >= 3.11, $(PYTHON) is " + sys.version)'
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); echo "error: '$(PYTHON) -m venv $(VENV)' failed" >&2; exit 1; }
+	$(VPY) -m pip --version
+	touch $@
+
+# One stamp per set of extras; re-installs only when pyproject.toml changes.
+$(VENV)/.stamp-test: pyproject.toml $(VENV)/.venv-ok
+	$(VPY) -m pip install -q -e '.[test]'
+	touch $@
+
+$(VENV)/.stamp-lint: pyproject.toml $(VENV)/.venv-ok
+	$(VPY) -m pip install -q -e '.[test,dev]'
+	touch $@
+
+demo: $(VENV)/.stamp-test
+	$(VPY) -m asyncfork demo
+
+# Any pytest failure exits non-zero, including exit code 5 (no tests collected).
+test: $(VENV)/.stamp-test
+	$(VPY) -m pytest -n 2 -q --timeout=60 $(PYTEST_ARGS)
+
+lint: $(VENV)/.stamp-lint
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy --strict asyncfork tests/typing
+	$(VENV)/bin/pyright --pythonpath $(VPY)
+
+clean:
+	rm -rf .venv .venv313 build dist *.egg-info .coverage .coverage.* htmlcov \
+		.mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,433 @@
+"""The Future: states, waiters and thread-safe completion.
+
+A Future is settled only on the thread of its loop. Every other thread talks to
+it by posting to that loop, so the single-loop path needs no locks. The
+scheduler (``_fork``) plugs in how a fork is cancelled through ``_canceller``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+from asyncio import AbstractEventLoop, CancelledError
+from collections.abc import Callable, Generator
+from contextvars import Context
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from ._errors import DeadlockError
+from ._scope import CURRENT, Node
+
+if TYPE_CHECKING:
+    from ._threads import WorkItem
+
+T = TypeVar("T")
+
+_get_running_loop = asyncio._get_running_loop
+logger = logging.getLogger("asyncfork")
+
+PENDING = 0
+CANCELLED = 1
+FINISHED = 2  # with a value or an exception
+_STATE_NAMES = ("pending", "cancelled", "finished")
+
+
+class _NeverRetrieved:
+    """Logs a root fork's failure if its Future is dropped without anyone looking.
+
+    Kept out of the Future itself so that Futures need no ``__del__`` (which
+    would slow down every fork); only failed root forks allocate one.
+    """
+
+    __slots__ = ("future",)
+
+    def __init__(self, future: Future[Any]) -> None:
+        self.future: Future[Any] | None = future
+
+    def __del__(self) -> None:
+        future = self.future
+        if future is None or future._exception is None:
+            return
+        try:
+            logger.error(
+                "exception of fork %r was never retrieved",
+                future._name,
+                exc_info=(type(future._exception), future._exception, future._tb),
+            )
+        except Exception:  # pragma: no cover - logging torn down at exit
+            pass
+
+
+class Future(Node, Generic[T]):
+    """The handle of a fork: await it, or block on it with :meth:`result`.
+
+    Returned by :func:`asyncfork.fork`; there is no public constructor. Every
+    method may be called from any thread. Done-callbacks run on the thread of
+    the loop that ran the fork.
+    """
+
+    __module__ = "asyncfork"
+    # Lets asyncio.wait, gather and ensure_future take a Future as it is.
+    _asyncio_future_blocking = False
+
+    __slots__ = (
+        "__weakref__",
+        "_loop",
+        "_state",
+        "_result",
+        "_exception",
+        "_tb",
+        "_callbacks",
+        "_retrieved",
+        "_never_retrieved",
+        "_name",
+        "_parent",
+        "_scope",
+        "_depth",
+        "_cancel_requested",
+        "_cancel_msg",
+        "_canceller",
+        # scheduling state, owned by _fork
+        "_task",
+        "_item",
+        "_started",
+        "_timer",
+        "_timeout",
+        "_timed_out",
+        "_daemon",
+        "_on_cancel",
+    )
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        raise TypeError("asyncfork.Future has no public constructor; use af.fork(func, ...)")
+
+    @classmethod
+    def _new(
+        cls,
+        loop: AbstractEventLoop,
+        name: str,
+        parent: Future[Any] | None,
+        scope: Node | None,
+    ) -> Future[T]:
+        self: Future[T] = object.__new__(cls)
+        self._children = None
+        self._failed = None
+        self._on_joined = None
+        self._loop = loop
+        self._state = PENDING
+        self._result: Any = None
+        self._exception: BaseException | None = None
+        self._tb: TracebackType | None = None
+        self._callbacks: list[Any] | None = None
+        self._retrieved = False
+        self._never_retrieved: _NeverRetrieved | None = None
+        self._name = name
+        self._parent = parent
+        self._scope = scope
+        self._depth = 0 if parent is None else parent._depth + 1
+        self._cancel_requested = False
+        self._cancel_msg: str | None = None
+        self._canceller: Callable[[Future[Any], str | None], None] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._item: WorkItem | None = None
+        self._started = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._timeout: float | None = None
+        self._timed_out = False
+        self._daemon = False
+        self._on_cancel = "wait"
+        return self
+
+    # -- public, read-only facts ------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The fork's name: ``fork.options(name=...)``, or the callable's qualified name."""
+        return self._name
+
+    @property
+    def parent(self) -> Future[Any] | None:
+        """The fork this one was forked from, or ``None`` for a root fork."""
+        return self._parent
+
+    def get_loop(self) -> AbstractEventLoop:
+        """The event loop that runs (or ran) this fork; asyncio's combinators use it."""
+        return self._loop
+
+    def done(self) -> bool:
+        """True once the fork has finished: with a value, an exception, or cancelled."""
+        return self._state != PENDING
+
+    def cancelled(self) -> bool:
+        """True if the fork ended cancelled."""
+        return self._state == CANCELLED
+
+    def __repr__(self) -> str:
+        state = _STATE_NAMES[self._state]
+        if self._state == FINISHED and self._exception is not None:
+            state = f"failed {type(self._exception).__name__}"
+        elif self._state == PENDING and self._cancel_requested:
+            state = "cancelling"
+        elif self._state == PENDING and self._started:
+            state = "running"
+        return f"<asyncfork.Future {self._name!r} {state}>"
+
+    # -- results ---------------------------------------------------------------
+
+    def result(self, timeout: float | None = None) -> T:
+        """Return the fork's value, blocking this thread until it is done.
+
+        Raises the fork's exception, ``asyncio.CancelledError`` if it was
+        cancelled, or ``TimeoutError`` if ``timeout`` seconds pass first (the
+        fork goes on). On a thread that runs an event loop, an unfinished
+        Future raises :class:`~asyncfork.DeadlockError`: write ``await fut``.
+        """
+        if self._state == PENDING:
+            from ._wait import block_until_done
+
+            block_until_done((self,), timeout, "fut.result()")
+        return self._outcome()
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        """Return the fork's exception (``None`` if it returned), blocking like :meth:`result`.
+
+        Raises ``asyncio.CancelledError`` if the fork was cancelled.
+        """
+        if self._state == PENDING:
+            from ._wait import block_until_done
+
+            block_until_done((self,), timeout, "fut.exception()")
+        if self._state == CANCELLED:
+            raise self._cancelled_error()
+        self._mark_retrieved()
+        return self._exception
+
+    def __await__(self) -> Generator[Any, None, T]:
+        if self._state == PENDING:
+            loop = asyncio.get_running_loop()
+            check_not_waiting_on_itself(self, "await")
+            waiter = loop.create_future()
+            if loop is self._loop:
+                self._append_callback(waiter)
+            else:
+                self.add_done_callback(_ForeignWaker(loop, waiter))
+            try:
+                yield from waiter
+            except BaseException:
+                # Our waiter was cancelled: the fork itself goes on (others may share it).
+                if loop is self._loop and self._callbacks is not None:
+                    try:
+                        self._callbacks.remove(waiter)
+                    except ValueError:
+                        pass
+                raise
+        return self._outcome()
+
+    __iter__ = __await__  # asyncio treats future-likes as iterables too
+
+    def _outcome(self) -> T:
+        state = self._state
+        if state == FINISHED:
+            exc = self._exception
+            if exc is None:
+                return self._result  # type: ignore[no-any-return]
+            self._mark_retrieved()
+            raise exc.with_traceback(self._tb)
+        if state == CANCELLED:
+            raise self._cancelled_error()
+        raise asyncio.InvalidStateError(f"{self!r} is not done yet")
+
+    def _cancelled_error(self) -> CancelledError:
+        return CancelledError() if self._cancel_msg is None else CancelledError(self._cancel_msg)
+
+    def _mark_retrieved(self) -> None:
+        self._retrieved = True
+        if self._never_retrieved is not None:
+            self._never_retrieved.future = None
+            self._never_retrieved = None
+
+    # -- cancellation ----------------------------------------------------------
+
+    def cancel(self, msg: str | None = None) -> bool:
+        """Request cancellation; True if the fork had not finished, False if it had.
+
+        A fork that has not started never runs; a running coroutine fork gets
+        ``CancelledError`` at its next await and its children are cancelled; a
+        running sync fork follows its ``on_cancel`` option. The Future becomes
+        cancelled once the fork's cleanup has finished.
+        """
+        if self._state != PENDING:
+            return False
+        if _get_running_loop() is self._loop:
+            return self._cancel_on_loop(msg)
+        try:
+            self._loop.call_soon_threadsafe(self._cancel_on_loop, msg)
+        except RuntimeError:  # the loop is closed: nothing can run this fork any more
+            return False
+        return True
+
+    def _cancel_on_loop(self, msg: str | None) -> bool:
+        if self._state != PENDING:
+            return False
+        if self._cancel_requested:
+            return True
+        self._cancel_requested = True
+        self._cancel_msg = msg
+        if self._canceller is not None:
+            self._canceller(self, msg)
+        return True
+
+    # -- callbacks -------------------------------------------------------------
+
+    def add_done_callback(
+        self, fn: Callable[[Future[T]], object], *, context: Context | None = None
+    ) -> None:
+        """Call ``fn(fut)`` once, on the fork's loop thread, when the fork is done.
+
+        If the Future is already done, ``fn`` is called at once in this thread.
+        ``context`` is the ``contextvars.Context`` to run it in (as in asyncio).
+        """
+        if self._state != PENDING:
+            _call(fn, self, context)
+        elif _get_running_loop() is self._loop:
+            self._append_callback((fn, context))
+        else:
+            self._post(self._add_callback_on_loop, fn, context)
+
+    def _add_callback_on_loop(self, fn: Callable[[Future[T]], object], context: Context | None) -> None:
+        if self._state != PENDING:
+            self._run_callback(fn, context)
+        else:
+            self._append_callback((fn, context))
+
+    def remove_done_callback(self, fn: Callable[[Future[T]], object]) -> int:
+        """Remove every registration of ``fn``; return how many were removed."""
+        if self._state != PENDING:
+            return 0
+        if _get_running_loop() is self._loop:
+            return self._remove_callback_on_loop(fn)
+        answer: concurrent.futures.Future[int] = concurrent.futures.Future()
+        self._post(lambda: answer.set_result(self._remove_callback_on_loop(fn)))
+        return answer.result()
+
+    def _remove_callback_on_loop(self, fn: Callable[[Future[T]], object]) -> int:
+        callbacks = self._callbacks
+        if not callbacks:
+            return 0
+        kept = [cb for cb in callbacks if not (type(cb) is tuple and cb[0] == fn)]
+        self._callbacks = kept
+        return len(callbacks) - len(kept)
+
+    def _append_callback(self, item: Any) -> None:
+        if self._callbacks is None:
+            self._callbacks = [item]
+        else:
+            self._callbacks.append(item)
+
+    def _post(self, fn: Callable[..., object], *args: Any) -> None:
+        try:
+            self._loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:
+            if self._state == PENDING:
+                raise RuntimeError(f"the event loop of {self!r} is closed") from None
+            fn(*args)
+
+    def _run_callback(self, fn: Callable[[Future[T]], object], context: Context | None) -> None:
+        try:
+            _call(fn, self, context)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._loop.call_exception_handler(
+                {"message": f"exception in done-callback {fn!r} of {self!r}", "exception": exc}
+            )
+
+    # -- settling (loop thread only) ---------------------------------------------
+
+    def _settle(self, state: int, result: Any, exc: BaseException | None) -> None:
+        if self._state != PENDING:
+            return
+        self._state = state
+        self._result = result
+        if exc is not None:
+            self._exception = exc
+            self._tb = exc.__traceback__
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        scope = self._scope
+        if scope is not None:
+            scope._child_done(self)
+        if exc is not None and self._parent is None and not self._retrieved:
+            self._never_retrieved = _NeverRetrieved(self)
+        callbacks = self._callbacks
+        if callbacks is not None:
+            self._callbacks = None
+            for item in callbacks:
+                if type(item) is tuple:
+                    self._run_callback(item[0], item[1])
+                elif not item.done():
+                    item.set_result(None)
+
+    def _set_result(self, value: Any) -> None:
+        self._settle(FINISHED, value, None)
+
+    def _set_exception(self, exc: BaseException) -> None:
+        self._settle(FINISHED, None, exc)
+
+    def _set_cancelled(self) -> None:
+        self._settle(CANCELLED, None, None)
+
+
+def _call(fn: Callable[[Any], object], arg: Any, context: Context | None) -> None:
+    if context is None:
+        fn(arg)
+    else:
+        context.run(fn, arg)
+
+
+class _ForeignWaker:
+    """Wakes an ``await`` on another loop: posts to that loop when the Future is done."""
+
+    __slots__ = ("loop", "waiter")
+
+    def __init__(self, loop: AbstractEventLoop, waiter: asyncio.Future[None]) -> None:
+        self.loop = loop
+        self.waiter = waiter
+
+    def __call__(self, _fut: object) -> None:
+        try:
+            self.loop.call_soon_threadsafe(_wake, self.waiter)
+        except RuntimeError:  # the waiting loop is gone; nobody is left to wake
+            pass
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+def current_fork() -> Future[Any] | None:
+    """The fork whose code is running now, looking through groups to their owner."""
+    node = CURRENT.get()
+    if node is None or type(node) is Future:
+        return node  # type: ignore[return-value]
+    return node._owner  # type: ignore[attr-defined, no-any-return]
+
+
+def check_not_waiting_on_itself(fut: Future[Any], how: str) -> None:
+    """Raise DeadlockError if the running fork waits on itself or on an ancestor."""
+    cur = current_fork()
+    if cur is None or fut._depth > cur._depth:
+        return
+    node: Future[Any] | None = cur
+    while node is not None:
+        if node is fut:
+            who = "its own Future" if fut is cur else f"its ancestor {fut!r}"
+            raise DeadlockError(
+                f"{cur!r} waits ({how}) on {who}, which can only finish after it: this would "
+                "hang forever. Return the value instead of waiting for it, or fork the work "
+                "as a detached fork with af.fork.options(detached=True)."
+            )
+        node = node._parent

@@ -1,0 +1,331 @@
+"""``group()``: the explicit, fail-fast task group, usable with ``async with`` and ``with``."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from asyncio import AbstractEventLoop, CancelledError
+from collections import deque
+from collections.abc import Callable
+from contextvars import Token
+from functools import partial
+from types import TracebackType
+from typing import Any
+
+from ._errors import DeadlockError, callable_name
+from ._fork import Forker, _check_timeout, _wake
+from ._future import PENDING, Future, current_fork
+from ._runner import background_loop
+from ._scope import CURRENT, Node
+
+_NEW, _OPEN, _CLOSED = range(3)
+
+
+class Group(Node):
+    """A task group: ``async with af.group() as g:`` or ``with af.group() as g:``.
+
+    Forks made in the body (``g.fork(...)`` or a plain ``af.fork(...)``) are its
+    children. The first child failure cancels the body and the other children;
+    the exit waits for every child and raises an ``ExceptionGroup`` of the real
+    failures. ``limit`` caps how many children run at once; ``timeout`` cancels
+    everything at the deadline and raises ``TimeoutError``.
+    """
+
+    __module__ = "asyncfork"
+
+    __slots__ = (
+        "_aborting",
+        "_base_error",
+        "_cancel_requested",
+        "_errors",
+        "_exiting",
+        "_holding",
+        "_limit",
+        "_loop",
+        "_name",
+        "_owner",
+        "_state",
+        "_task",
+        "_timed_out",
+        "_timeout",
+        "_timer",
+        "_token",
+        "_user_cancelled",
+        "_waiting",
+        "fork",
+    )
+
+    def __init__(
+        self, *, limit: int | None = None, timeout: float | None = None, name: str | None = None
+    ) -> None:
+        super().__init__()
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
+            raise TypeError(f"group(limit=...) must be an int or None, not {limit!r}")
+        if limit is not None and limit < 1:
+            raise ValueError(f"group(limit=...) must be at least 1 (or None for no limit), not {limit}")
+        self._limit = limit
+        self._timeout = _check_timeout(timeout, "group(timeout=...)")
+        self._name = name
+        self._state = _NEW
+        self._aborting = False
+        self._exiting = False
+        self._timed_out = False
+        self._user_cancelled = False
+        self._cancel_requested = False  # we cancelled the owning task
+        self._errors: list[BaseException] = []
+        self._base_error: BaseException | None = None
+        self._holding: set[Future[Any]] = set()
+        self._waiting: deque[tuple[Future[Any], Callable[[Future[Any]], None]]] = deque()
+        self._loop: AbstractEventLoop | None = None
+        self._owner: Future[Any] | None = None
+        self._task: asyncio.Task[Any] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._token: Token[Node | None] | None = None
+        #: ``g.fork(func, *args, **kwargs)`` forks into this group; ``g.fork.options(...)`` too.
+        self.fork = Forker(group=self)
+
+    def __repr__(self) -> str:
+        state = ("new", "open", "closed")[self._state]
+        if self._state == _OPEN and self._aborting:
+            state = "cancelling"
+        name = f" {self._name!r}" if self._name else ""
+        return f"<asyncfork.group{name} {state}, {len(self._children or ())} running>"
+
+    # -- entering ------------------------------------------------------------------
+
+    def _enter(self, loop: AbstractEventLoop) -> None:
+        if self._state != _NEW:
+            raise RuntimeError(f"{self!r} was entered already; make a new af.group() for each use")
+        self._loop = loop
+        self._owner = current_fork()
+        self._state = _OPEN
+        self._token = CURRENT.set(self)
+        if self._timeout is not None:
+            deadline = time.monotonic() + self._timeout
+            loop.call_soon_threadsafe(self._arm_timer, deadline)
+
+    def _arm_timer(self, deadline: float) -> None:
+        if self._state == _OPEN:
+            assert self._loop is not None
+            self._timer = self._loop.call_later(deadline - time.monotonic(), self._on_timeout)
+
+    async def __aenter__(self) -> Group:
+        task = asyncio.current_task()
+        if task is None:
+            raise RuntimeError("async with af.group() must be used inside a task")
+        self._task = task
+        self._enter(task.get_loop())
+        return self
+
+    def __enter__(self) -> Group:
+        if asyncio._get_running_loop() is not None:
+            raise DeadlockError(
+                "`with af.group()` blocks at its exit, which would freeze the event loop "
+                "running in this thread: write `async with af.group() as g:`"
+            )
+        node = CURRENT.get()
+        self._enter(background_loop() if node is None else node._loop)  # type: ignore[attr-defined]
+        return self
+
+    # -- forking into it (called by Forker) --------------------------------------------
+
+    def _check_open(self, func: object) -> None:
+        if self._state != _OPEN:
+            when = "was never entered" if self._state == _NEW else "has exited"
+            raise RuntimeError(
+                f"cannot fork {callable_name(func)} into {self!r}: the group {when}. "
+                "Fork into a group inside its body: `async with af.group() as g: g.fork(...)`"
+            )
+        if self._aborting:
+            raise CancelledError(
+                f"{callable_name(func)} was not started: {self!r} is failing, cancelled or "
+                "timed out"
+            )
+
+    def _admit(self, fut: Future[Any], start: Callable[[Future[Any]], None]) -> None:
+        """On the loop: start a newly registered child now, or queue it under ``limit``."""
+        if self._aborting:
+            fut._cancel_on_loop("its group is failing, cancelled or timed out")
+        elif self._limit is None:
+            start(fut)
+        elif len(self._holding) < self._limit:
+            self._holding.add(fut)
+            start(fut)
+        else:
+            self._waiting.append((fut, start))
+
+    def _child_done(self, child: Future[Any]) -> None:
+        children = self._children
+        if children is not None:
+            children.discard(child)
+        if self._limit is not None and child in self._holding:
+            self._holding.discard(child)
+            while self._waiting and len(self._holding) < self._limit:
+                fut, start = self._waiting.popleft()
+                if fut._state == PENDING:
+                    self._holding.add(fut)
+                    start(fut)
+        exc = child._exception
+        if exc is not None:
+            child._mark_retrieved()  # the group reports it
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)) and self._base_error is None:
+                self._base_error = exc
+            self._errors.append(exc)
+            self._abort()
+        if not self._children and self._on_joined is not None:
+            on_joined, self._on_joined = self._on_joined, None
+            on_joined()
+
+    # -- cancelling --------------------------------------------------------------------
+
+    def cancel(self) -> None:
+        """Cancel every child and, in the async form, the body at its next await.
+
+        May be called from any thread. The group's exit is then quiet and the
+        owning task is not left cancelled; forks into the group raise
+        ``CancelledError`` from now on.
+        """
+        loop = self._loop
+        if loop is None or self._state == _CLOSED:
+            return
+        if asyncio._get_running_loop() is loop:
+            self._cancel_on_loop()
+        else:
+            loop.call_soon_threadsafe(self._cancel_on_loop)
+
+    def _cancel_on_loop(self) -> None:
+        if self._state == _OPEN and not self._aborting:
+            self._user_cancelled = True
+            self._abort()
+
+    def _on_timeout(self) -> None:
+        self._timer = None
+        if self._state == _OPEN and not self._aborting:
+            self._timed_out = True
+            self._abort()
+
+    def _abort(self) -> None:
+        self._aborting = True
+        self._cancel_children("its group is cancelling")
+        task = self._task
+        if not self._exiting and task is not None and not self._cancel_requested:
+            self._cancel_requested = True
+            task.cancel()
+
+    # -- exiting -----------------------------------------------------------------------
+
+    def _body_ended(self, exc: BaseException | None) -> None:
+        """On the loop, at the exit: take the body's outcome into account."""
+        self._exiting = True
+        if exc is None:
+            return
+        if isinstance(exc, CancelledError):
+            if not self._aborting:  # cancelled from outside: cancel the children too
+                self._abort()
+            return
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            self._base_error = exc
+        else:
+            self._errors.append(exc)
+        self._abort()
+
+    def _close(self) -> None:
+        self._state = _CLOSED
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._token is not None:
+            try:
+                CURRENT.reset(self._token)
+            except ValueError:  # exited in another context than it was entered in
+                pass
+            self._token = None
+
+    def _raise_outcome(self, exc: BaseException | None, outside_cancel: BaseException | None) -> bool:
+        """Raise what the group ends with; return True to swallow the body's exception."""
+        if self._base_error is not None:
+            if self._base_error is exc:
+                return False
+            raise self._base_error
+        if self._errors:
+            errors, self._errors = self._errors, []
+            raise BaseExceptionGroup(
+                f"unhandled errors in {self!r}".replace(" closed, 0 running", ""), errors
+            ) from None
+        if outside_cancel is not None:
+            if outside_cancel is exc:
+                return False
+            raise outside_cancel
+        if self._timed_out:
+            raise TimeoutError(f"group timed out after {self._timeout}s") from CancelledError()
+        return isinstance(exc, CancelledError)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        assert self._loop is not None and self._task is not None
+        outside_cancel = exc if isinstance(exc, CancelledError) and not self._aborting else None
+        self._body_ended(exc)
+        while self._children:
+            waiter = self._loop.create_future()
+            self._when_joined(partial(_wake, waiter))
+            try:
+                await waiter
+            except CancelledError as cancel:
+                self._on_joined = None
+                if not self._aborting:
+                    outside_cancel = cancel
+                    self._abort()
+        if self._cancel_requested:
+            if getattr(self._task, "_must_cancel", False):
+                # Our cancel request never reached the body: take it now, not after the group.
+                try:
+                    await asyncio.sleep(0)
+                except CancelledError:
+                    pass
+            if self._task.uncancel() == 0 and outside_cancel is not None and outside_cancel is exc:
+                outside_cancel = None
+        self._close()
+        return self._raise_outcome(exc, outside_cancel)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        from ._wait import blocking_acquire
+
+        assert self._loop is not None
+        outside_cancel = exc if isinstance(exc, CancelledError) and not self._aborting else None
+        joined = threading.Lock()
+        joined.acquire()
+
+        def at_exit() -> None:
+            self._body_ended(exc)
+            self._when_joined(joined.release)
+
+        self._loop.call_soon_threadsafe(at_exit)
+        try:
+            blocking_acquire(joined, None)
+        except KeyboardInterrupt:
+            self._loop.call_soon_threadsafe(self._cancel_on_loop)
+            self._close()
+            raise
+        self._close()
+        return self._raise_outcome(exc, outside_cancel)
+
+
+def group(*, limit: int | None = None, timeout: float | None = None, name: str | None = None) -> Group:
+    """Make a fail-fast task group; use it as ``async with af.group() as g:`` or ``with``.
+
+    - ``limit``: at most this many children run at once; the rest start in fork order.
+    - ``timeout``: seconds from entry; at the deadline the children and the body
+      are cancelled and the group raises ``TimeoutError``.
+    - ``name``: shown in the group's repr and errors.
+    """
+    return Group(limit=limit, timeout=timeout, name=name)

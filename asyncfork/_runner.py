@@ -1,0 +1,236 @@
+"""Loops asyncfork owns: the loop factory, the background loop, shutdown and exit drain."""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import os
+import signal
+import sys
+import threading
+from asyncio import AbstractEventLoop
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from . import _threads
+from ._errors import DeadlockError
+from ._scope import Node
+
+if TYPE_CHECKING:
+    from ._future import Future
+
+LoopChoice = str | Callable[[], AbstractEventLoop] | None
+_LOOP_KINDS = ("asyncio", "uvloop")
+_loop_choice: LoopChoice = None
+
+
+def set_loop_choice(choice: LoopChoice) -> None:
+    if choice is not None and not callable(choice) and choice not in _LOOP_KINDS:
+        raise ValueError(
+            f"loop must be 'asyncio', 'uvloop', a callable returning an event loop, or None; "
+            f"got {choice!r}"
+        )
+    global _loop_choice
+    _loop_choice = choice
+
+
+def new_event_loop() -> AbstractEventLoop:
+    """A new loop for asyncio to run: uvloop when installed, unless told otherwise."""
+    choice = _loop_choice
+    if choice is None:
+        choice = os.environ.get("ASYNCFORK_LOOP") or None
+        if choice is not None and choice not in _LOOP_KINDS:
+            raise ValueError(f"ASYNCFORK_LOOP must be 'asyncio' or 'uvloop', not {choice!r}")
+    if callable(choice):
+        return choice()
+    if choice in (None, "uvloop"):
+        try:
+            import uvloop
+        except ImportError:
+            if choice == "uvloop":
+                raise RuntimeError(
+                    "uvloop was asked for (ASYNCFORK_LOOP or af.configure) but is not installed: "
+                    "pip install uvloop"
+                ) from None
+        else:
+            return uvloop.new_event_loop()
+    # Not asyncio.new_event_loop(): that follows a global policy, which may be uvloop's.
+    if sys.platform == "win32":  # pragma: no cover
+        return asyncio.ProactorEventLoop()
+    return asyncio.SelectorEventLoop()
+
+
+class Roots(Node):
+    """The root forks of a loop asyncfork owns, so they can be drained or cancelled."""
+
+    __slots__ = ("loop",)
+
+    def __init__(self, loop: AbstractEventLoop) -> None:
+        super().__init__()
+        self.loop = loop
+
+    def _child_done(self, child: Future[Any]) -> None:
+        # A root's failure is reported when its Future is dropped unretrieved, not here.
+        children = self._children
+        if children is not None:
+            children.discard(child)
+        if not children and self._on_joined is not None:
+            on_joined, self._on_joined = self._on_joined, None
+            on_joined()
+
+    def cancel_daemons(self) -> None:
+        for fut in list(self._children or ()):
+            if fut._daemon:
+                fut._cancel_on_loop("asyncfork is shutting down")
+
+    def pending(self) -> int:
+        return len(self._children or ())
+
+
+# Root sets of the loops asyncfork runs (the background loop and af.run's loops).
+OWNED: dict[AbstractEventLoop, Roots] = {}
+
+
+class _Background:
+    def __init__(self) -> None:
+        self.loop = new_event_loop()
+        self.roots = Roots(self.loop)
+        self.thread = threading.Thread(target=self._serve, name="asyncfork-loop", daemon=True)
+        self._ready = threading.Event()
+        OWNED[self.loop] = self.roots
+        self.thread.start()
+        self._ready.wait()
+
+    def _serve(self) -> None:
+        loop = self.loop
+        asyncio.set_event_loop(loop)
+        self._ready.set()
+        while True:
+            try:
+                loop.run_forever()
+                break
+            except BaseException:  # a callback's KeyboardInterrupt or SystemExit: keep serving
+                continue
+        try:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            loop.close()
+
+    def wait_joined(self, cancel: str, timeout: float | None) -> bool:
+        """Block until every root fork is done; ``cancel`` is "none", "daemons" or "all"."""
+        done = threading.Lock()
+        done.acquire()
+
+        def arm() -> None:
+            if cancel == "all":
+                self.roots._cancel_children("asyncfork is shutting down")
+            elif cancel == "daemons":
+                self.roots.cancel_daemons()
+            self.roots._when_joined(done.release)
+
+        self.loop.call_soon_threadsafe(arm)
+        return done.acquire(timeout=-1 if timeout is None else timeout)
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join()
+        OWNED.pop(self.loop, None)
+
+
+_background: _Background | None = None
+_background_lock = threading.Lock()
+
+
+def background_loop() -> AbstractEventLoop:
+    """The process's background loop, started on first use."""
+    bg = _background
+    if bg is None:
+        bg = _start_background()
+    return bg.loop
+
+
+def _start_background() -> _Background:
+    global _background
+    with _background_lock:
+        if _background is None:
+            _background = _Background()
+            atexit.register(_drain_at_exit)
+        return _background
+
+
+def is_background_thread() -> bool:
+    bg = _background
+    return bg is not None and threading.current_thread() is bg.thread
+
+
+def shutdown(*, cancel: bool = False, timeout: float | None = None) -> None:
+    global _background
+    if timeout is not None and not timeout >= 0:
+        raise ValueError(f"shutdown(timeout=...) must be >= 0 or None, not {timeout!r}")
+    if is_background_thread() or _threads.on_worker_thread():
+        raise DeadlockError(
+            "af.shutdown() waits for asyncfork's own threads, so it cannot run on one of them; "
+            "call it from the main thread (or any thread asyncfork does not own)"
+        )
+    with _background_lock:
+        bg = _background
+        if bg is not None:
+            if not bg.wait_joined("all" if cancel else "daemons", timeout):
+                raise TimeoutError(
+                    f"af.shutdown(): {bg.roots.pending()} forks still running after {timeout}s; "
+                    "use af.shutdown(cancel=True) to cancel them"
+                )
+            _background = None
+            atexit.unregister(_drain_at_exit)
+            bg.stop()
+    _threads.stop_pool()
+
+
+_interrupted_at_exit = False
+
+
+def _drain_at_exit() -> None:
+    """At interpreter exit, let pending background forks finish, as Python does for threads."""
+    global _interrupted_at_exit
+    bg = _background
+    if bg is None or not bg.thread.is_alive():
+        return
+    try:
+        bg.wait_joined("daemons", None)
+    except KeyboardInterrupt:
+        _interrupted_at_exit = True
+        try:
+            bg.wait_joined("all", None)
+        except KeyboardInterrupt:
+            return  # a second Ctrl-C abandons what is left
+    bg.stop()
+
+
+def _exit_as_interrupted() -> None:
+    """Registered first so that it runs last: end the way an unhandled Ctrl-C ends Python."""
+    if not _interrupted_at_exit:
+        return
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # pragma: no cover
+            pass
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGINT)
+
+
+atexit.register(_exit_as_interrupted)
+
+
+def _reset_after_fork() -> None:
+    global _background, _background_lock, _interrupted_at_exit
+    if _background is not None:
+        OWNED.pop(_background.loop, None)
+    _background = None
+    _background_lock = threading.Lock()
+    _interrupted_at_exit = False
+    _threads.reset_after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)

@@ -1,0 +1,81 @@
+"""Where a fork belongs: the current-scope context variable and the join bookkeeping.
+
+A *node* is anything that children are registered with and joined by: a fork's
+Future (implicit scope), a group, or the root set of a loop asyncfork owns.
+Every method here runs on the node's loop thread, so no locks are needed.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._future import Future
+
+# The innermost scope of the running code: a fork's Future or a group.
+CURRENT: contextvars.ContextVar[Node | None] = contextvars.ContextVar(
+    "asyncfork.current", default=None
+)
+
+
+class Node:
+    """Bookkeeping for the children of one scope; all of it runs on the node's loop."""
+
+    __slots__ = ("_children", "_failed", "_on_joined")
+
+    def __init__(self) -> None:
+        self._children: set[Future[Any]] | None = None
+        self._failed: list[Future[Any]] | None = None
+        self._on_joined: Callable[[], None] | None = None
+
+    def _add_child(self, child: Future[Any]) -> None:
+        children = self._children
+        if children is None:
+            self._children = {child}
+        else:
+            children.add(child)
+
+    def _child_done(self, child: Future[Any]) -> None:
+        """Called on the loop thread when ``child`` has settled."""
+        children = self._children
+        if children is not None:
+            children.discard(child)
+        if child._exception is not None:
+            if self._failed is None:
+                self._failed = [child]
+            else:
+                self._failed.append(child)
+        if not children and self._on_joined is not None:
+            on_joined, self._on_joined = self._on_joined, None
+            on_joined()
+
+    def _when_joined(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once every child has settled (at once if none is pending)."""
+        if self._children:
+            self._on_joined = callback
+        else:
+            callback()
+
+    def _cancel_children(self, msg: str | None = None) -> None:
+        if self._children:
+            for child in list(self._children):
+                child._cancel_on_loop(msg)
+
+    def _unretrieved_failures(self) -> list[BaseException]:
+        """Failures of children that nobody has looked at; marks them as reported."""
+        if not self._failed:
+            return []
+        errors = []
+        for child in self._failed:
+            if not child._retrieved:
+                child._mark_retrieved()
+                assert child._exception is not None
+                errors.append(child._exception)
+        self._failed = None
+        return errors
+
+    @property
+    def _has_children(self) -> bool:
+        return bool(self._children)

@@ -1,0 +1,333 @@
+"""``wait`` and ``as_completed``: blocking in plain threads, awaitable on a loop."""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+import time
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from typing import Any, TypeVar, overload
+
+from . import _threads
+from ._errors import DeadlockError
+from ._fork import _check_timeout
+from ._future import CANCELLED, Future, check_not_waiting_on_itself
+
+T = TypeVar("T")
+_get_running_loop = asyncio._get_running_loop
+
+
+def blocking_acquire(lock: threading.Lock, timeout: float | None) -> bool:
+    """Block on ``lock``; an asyncfork worker lends its pool slot out meanwhile."""
+    pool = _threads.on_worker_thread()
+    if pool is None:
+        return lock.acquire(timeout=-1 if timeout is None else timeout)
+    pool.lend_slot()
+    try:
+        return lock.acquire(timeout=-1 if timeout is None else timeout)
+    finally:
+        pool.reclaim_slot()
+
+
+def _failed(fut: Future[Any]) -> bool:
+    return fut._state == CANCELLED or fut._exception is not None
+
+
+class _Waker:
+    """A done-callback that counts completions and fires once: all done, or a failure."""
+
+    __slots__ = ("_count_lock", "fail_fast", "first_failure", "fire", "remaining")
+
+    def __init__(self, remaining: int, fail_fast: bool, fire: Any) -> None:
+        self.remaining = remaining
+        self.fail_fast = fail_fast
+        self.first_failure: Future[Any] | None = None
+        self.fire = fire
+        # Futures of several loops call back from several threads.
+        self._count_lock = threading.Lock()
+
+    def __call__(self, fut: Future[Any]) -> None:
+        with self._count_lock:
+            if self.fire is None:
+                return
+            self.remaining -= 1
+            if self.fail_fast and _failed(fut):
+                self.first_failure = fut
+            elif self.remaining:
+                return
+            fire, self.fire = self.fire, None
+        fire()
+
+
+def _prepare(futs: Sequence[Future[Any]], what: str) -> list[Future[Any]]:
+    for fut in futs:
+        if not fut.done():
+            check_not_waiting_on_itself(fut, what)
+    return [fut for fut in futs if not fut.done()]
+
+
+def _help(pending: list[Future[Any]]) -> None:
+    """On a worker thread: run queued sync forks we are about to wait on, right here."""
+    pool = _threads.on_worker_thread()
+    if pool is None:
+        return
+    for fut in pending:
+        item = fut._item
+        if type(item) is _threads.WorkItem and item.state == _threads.QUEUED and pool.claim(item):
+            item.run()
+
+
+def block_until_done(
+    futs: Sequence[Future[Any]], timeout: float | None, what: str, fail_fast: bool = True
+) -> Future[Any] | None:
+    """Block this thread until every Future is done (or, fail-fast, one has failed).
+
+    Returns the first failure seen in completion order, if any.
+    """
+    if _get_running_loop() is not None:
+        raise DeadlockError(
+            f"{what} on an unfinished Future would block the event loop running in this "
+            "thread: write `await fut` (or `await af.wait(...)`) instead"
+        )
+    pending = _prepare(futs, what)
+    if not pending:
+        return None
+    _help(pending)
+    pending = [fut for fut in pending if not fut.done()]
+    if fail_fast:
+        for fut in futs:
+            if fut.done() and _failed(fut):
+                return fut
+    if not pending:
+        return None
+    released = threading.Lock()
+    released.acquire()
+    waker = _Waker(len(pending), fail_fast, released.release)
+    for fut in pending:
+        fut.add_done_callback(waker)
+    try:
+        if not blocking_acquire(released, timeout):
+            unfinished = sum(not fut.done() for fut in futs)
+            raise TimeoutError(
+                f"{what} timed out after {timeout}s with {unfinished} of {len(futs)} "
+                "Futures unfinished (they go on running)"
+            )
+    except KeyboardInterrupt:
+        for fut in pending:
+            fut.cancel("KeyboardInterrupt while waiting")
+        raise
+    return waker.first_failure
+
+
+async def _await_done(
+    futs: Sequence[Future[Any]], timeout: float | None, fail_fast: bool
+) -> Future[Any] | None:
+    pending = _prepare(futs, "await af.wait()")
+    if fail_fast:
+        for fut in futs:
+            if fut.done() and _failed(fut):
+                return fut
+    if not pending:
+        return None
+    loop = asyncio.get_running_loop()
+    woken: asyncio.Future[None] = loop.create_future()
+
+    def fire() -> None:
+        if _get_running_loop() is loop:
+            if not woken.done():
+                woken.set_result(None)
+        else:
+            loop.call_soon_threadsafe(fire)
+
+    waker = _Waker(len(pending), fail_fast, fire)
+    for fut in pending:
+        fut.add_done_callback(waker)
+    try:
+        if timeout is None:
+            await woken
+        else:
+            try:
+                await asyncio.wait_for(asyncio.shield(woken), timeout)
+            except TimeoutError:
+                unfinished = sum(not fut.done() for fut in futs)
+                raise TimeoutError(
+                    f"af.wait() timed out after {timeout}s with {unfinished} of {len(futs)} "
+                    "Futures unfinished (they go on running)"
+                ) from None
+    finally:
+        waker.fire = None  # no later wake-ups for a waiter that has gone
+    return waker.first_failure
+
+
+def _values(futs: Sequence[Future[Any]], first_failure: Future[Any] | None, collect: bool) -> list[Any]:
+    if first_failure is not None:
+        first_failure._outcome()  # raises it, as it is
+    if not collect:
+        return [fut._outcome() for fut in futs]
+    values: list[Any] = []
+    for fut in futs:
+        try:
+            values.append(fut._outcome())
+        except BaseException as exc:  # return_exceptions=True: every outcome goes in the list
+            values.append(exc)
+    return values
+
+
+def _as_futures(obj: object, what: str) -> tuple[list[Future[Any]], bool]:
+    if isinstance(obj, Future):
+        return [obj], True
+    if isinstance(obj, (str, bytes)) or not isinstance(obj, Iterable):
+        raise TypeError(
+            f"{what} takes an asyncfork Future or an iterable of them, not "
+            f"{type(obj).__name__}; for other awaitables use `await` or asyncio.gather"
+        )
+    futs = list(obj)
+    for item in futs:
+        if not isinstance(item, Future):
+            hint = (
+                " (a coroutine object: fork it first, af.fork(func, *args))"
+                if asyncio.iscoroutine(item)
+                else ""
+            )
+            if asyncio.iscoroutine(item):
+                item.close()
+            raise TypeError(
+                f"{what} takes asyncfork Futures, but got a {type(item).__name__}{hint}"
+            )
+    return futs, False
+
+
+@overload
+def wait(
+    fut: Future[T], /, *, timeout: float | None = None, return_exceptions: bool = False
+) -> T: ...
+
+
+@overload
+def wait(
+    futs: Iterable[Future[T]], /, *, timeout: float | None = None, return_exceptions: bool = False
+) -> list[T]: ...
+
+
+def wait(
+    fut_or_iterable: Future[Any] | Iterable[Future[Any]],
+    /,
+    *,
+    timeout: float | None = None,
+    return_exceptions: bool = False,
+) -> Any:
+    """Return a fork's value, or a list of values in input order.
+
+    Blocks in a thread without a running event loop. In a thread that runs a
+    loop it returns an awaitable instead: write ``await af.wait(...)``.
+
+    Fails fast: the first failure (in completion order) is raised as it is while
+    the other forks go on; with ``return_exceptions=True`` exceptions (and
+    ``CancelledError`` for cancelled forks) are put in the list instead.
+    ``timeout`` only observes: ``TimeoutError`` is raised and the work goes on.
+    """
+    futs, single = _as_futures(fut_or_iterable, "wait()")
+    timeout = _check_timeout(timeout, "wait(timeout=...)")
+    if _get_running_loop() is not None:
+        return _wait_async(futs, single, timeout, return_exceptions)
+    first_failure = block_until_done(futs, timeout, "af.wait()", fail_fast=not return_exceptions)
+    values = _values(futs, first_failure, return_exceptions)
+    return values[0] if single else values
+
+
+async def _wait_async(
+    futs: list[Future[Any]], single: bool, timeout: float | None, return_exceptions: bool
+) -> Any:
+    first_failure = await _await_done(futs, timeout, fail_fast=not return_exceptions)
+    values = _values(futs, first_failure, return_exceptions)
+    return values[0] if single else values
+
+
+class AsCompleted(Iterator[Future[T]]):
+    """Futures in completion order, for ``for`` (blocking) and ``async for``."""
+
+    __module__ = "asyncfork"
+
+    def __init__(self, futs: Iterable[Future[T]], timeout: float | None) -> None:
+        self._futs, _ = _as_futures(futs, "as_completed()")
+        timeout = _check_timeout(timeout, "as_completed(timeout=...)")
+        self._timeout = timeout
+        self._deadline = None if timeout is None else time.monotonic() + timeout
+        self._left = len(self._futs)
+        self._queue: queue.SimpleQueue[Future[T]] | None = None
+        self._async_queue: asyncio.Queue[Future[T]] | None = None
+
+    def _remaining(self) -> float | None:
+        if self._deadline is None:
+            return None
+        return max(0.0, self._deadline - time.monotonic())
+
+    def _timed_out(self) -> TimeoutError:
+        return TimeoutError(
+            f"as_completed() timed out after {self._timeout}s with {self._left} Futures unfinished"
+        )
+
+    def __iter__(self) -> AsCompleted[T]:
+        return self
+
+    def __next__(self) -> Future[T]:
+        if self._left == 0:
+            raise StopIteration
+        if self._queue is None:
+            done: queue.SimpleQueue[Future[T]] = queue.SimpleQueue()
+            self._queue = done
+            pending = _prepare(self._futs, "as_completed()")
+            if pending and _get_running_loop() is not None:
+                raise DeadlockError(
+                    "iterating af.as_completed() with `for` blocks, which would freeze the event "
+                    "loop running in this thread: write `async for fut in af.as_completed(...)`"
+                )
+            _help(pending)
+            for fut in self._futs:
+                fut.add_done_callback(done.put)
+        pool = _threads.on_worker_thread()
+        if pool is not None:
+            pool.lend_slot()
+        try:
+            fut = self._queue.get(timeout=self._remaining())
+        except queue.Empty:
+            raise self._timed_out() from None
+        finally:
+            if pool is not None:
+                pool.reclaim_slot()
+        self._left -= 1
+        return fut
+
+    def __aiter__(self) -> AsyncIterator[Future[T]]:
+        return self._async_iter()
+
+    async def _async_iter(self) -> AsyncIterator[Future[T]]:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Queue[Future[T]] = asyncio.Queue()
+        _prepare(self._futs, "as_completed()")
+
+        def arrived(fut: Future[T]) -> None:
+            if _get_running_loop() is loop:
+                done.put_nowait(fut)
+            else:
+                loop.call_soon_threadsafe(done.put_nowait, fut)
+
+        for fut in self._futs:
+            fut.add_done_callback(arrived)
+        while self._left:
+            try:
+                fut = await asyncio.wait_for(done.get(), self._remaining())
+            except TimeoutError:
+                raise self._timed_out() from None
+            self._left -= 1
+            yield fut
+
+
+def as_completed(futs: Iterable[Future[T]], *, timeout: float | None = None) -> AsCompleted[T]:
+    """Yield the Futures as they finish: ``for fut in ...`` blocks, ``async for`` awaits.
+
+    ``timeout`` counts from this call; past it the iteration raises ``TimeoutError``
+    (the forks go on).
+    """
+    return AsCompleted(futs, timeout)

@@ -1,0 +1,97 @@
+"""Shared test configuration.
+
+Event loops
+-----------
+Every async test runs twice: on the stock asyncio loop (id ``asyncio``) and on
+uvloop (id ``uvloop``). This uses pytest-asyncio's ``pytest_asyncio_loop_factories``
+hook (pytest-asyncio >= 1.4, pinned in pyproject.toml). The older approach,
+overriding the ``event_loop_policy`` fixture, emits a PytestDeprecationWarning
+since 1.4, which ``filterwarnings = ["error"]`` turns into an error; it is also
+built on event loop policies, which Python 3.14 deprecates.
+
+Sync tests that need asyncfork's own loops on both kinds take the ``loop_kind``
+fixture.
+
+Thread exceptions
+-----------------
+An autouse fixture records every exception that escapes a thread (asyncfork
+worker threads included) and fails the test during which it happened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import pytest
+
+_ON_WINDOWS = sys.platform == "win32"
+
+
+def _asyncio_loop() -> asyncio.AbstractEventLoop:
+    # Built directly (not via the policy) so that a policy left behind by
+    # anything else can never turn this into a uvloop loop.
+    if sys.platform == "win32":  # spelled out so type checkers narrow the platform
+        return asyncio.ProactorEventLoop()
+    return asyncio.SelectorEventLoop()
+
+
+def _uvloop_loop() -> asyncio.AbstractEventLoop:
+    import uvloop  # a runtime dependency off Windows: fail loudly if missing
+
+    return uvloop.new_event_loop()
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
+    factories: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {"asyncio": _asyncio_loop}
+    if not _ON_WINDOWS:
+        factories["uvloop"] = _uvloop_loop
+    return factories
+
+
+@pytest.fixture(
+    params=[
+        "asyncio",
+        pytest.param(
+            "uvloop",
+            marks=pytest.mark.skipif(_ON_WINDOWS, reason="uvloop does not support Windows"),
+        ),
+    ]
+)
+def loop_kind(request: pytest.FixtureRequest) -> Iterator[str]:
+    """For sync tests: make asyncfork create loops of one kind, then clean up."""
+    import asyncfork  # lazily: the package may not import while it is being written
+
+    kind: str = request.param
+    asyncfork.shutdown()
+    asyncfork.configure(loop=kind)  # type: ignore[arg-type]
+    try:
+        yield kind
+    finally:
+        asyncfork.shutdown(cancel=True, timeout=5)
+        asyncfork.configure(loop=None)
+
+
+@pytest.fixture(autouse=True)
+def _fail_on_thread_exceptions() -> Iterator[None]:
+    """Fail the test if any thread (e.g. an 'asyncfork-worker*' one) died of an exception."""
+    seen: list[str] = []
+    previous = threading.excepthook
+
+    def record(args: Any) -> None:
+        name = args.thread.name if args.thread is not None else "<unknown>"
+        seen.append(f"{name}: {args.exc_type.__name__}: {args.exc_value!r}")
+        previous(args)
+
+    threading.excepthook = record
+    try:
+        yield
+    finally:
+        threading.excepthook = previous
+    if seen:
+        pytest.fail("Exception in thread during the test:\n  " + "\n  ".join(seen))
