@@ -6,6 +6,9 @@ event loop, or a sync callable in a worker thread, and returns a
 Forks nest: a fork's children are joined before it completes.
 """
 
+# The package's modules share each other's private names by design.
+# pyright: reportPrivateUsage=false
+
 from ._errors import DeadlockError as DeadlockError
 from ._fork import Forker as Forker
 from ._fork import fork as fork

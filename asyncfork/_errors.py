@@ -1,6 +1,11 @@
 """The exception asyncfork adds and the helpers that build its messages."""
 
+# The package's modules share each other's private names by design.
+# pyright: reportPrivateUsage=false
+
 from __future__ import annotations
+
+import math
 
 __all__ = ["DeadlockError"]
 
@@ -15,6 +20,28 @@ class DeadlockError(RuntimeError):
     """
 
     __module__ = "asyncfork"
+
+
+def check_timeout(value: object, what: str) -> float | None:
+    """Validate a timeout option: None, or a number of seconds >= 0."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{what} must be a number of seconds or None, not {value!r}")
+    if math.isnan(value) or value < 0:
+        raise ValueError(f"{what} must be >= 0 seconds (or None for no timeout), not {value!r}")
+    return float(value)
+
+
+def check_count(value: object, what: str) -> int | None:
+    """Validate a count option: None, or an int >= 1."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what} must be an int or None, not {value!r}")
+    if value < 1:
+        raise ValueError(f"{what} must be at least 1 (or None for no limit), not {value}")
+    return value
 
 
 def callable_name(func: object) -> str:

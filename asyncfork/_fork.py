@@ -1,21 +1,23 @@
 """``fork``: classify the callable, pick its loop, scope and runner, and start it."""
 
+# The package's modules share each other's private names by design.
+# pyright: reportPrivateUsage=false
+
 from __future__ import annotations
 
 import asyncio
 import inspect
-import math
 import time
 from asyncio import AbstractEventLoop, CancelledError
 from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import Executor
 from contextvars import copy_context
 from functools import partial
-from types import CoroutineType, FunctionType, MethodType
-from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, overload
+from types import FunctionType, MethodType
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, cast, overload
 
 from . import _threads
-from ._errors import callable_name
+from ._errors import callable_name, check_timeout
 from ._future import PENDING, Future
 from ._runner import OWNED, background_loop
 from ._scope import CURRENT, Node
@@ -39,14 +41,14 @@ _COROUTINE = 0
 _SYNC = 1
 
 
-def _classify(func: object) -> int:
+def _classify(func: Any) -> int:
     if type(func) is FunctionType:  # the common case, without inspect's unwrapping
         flags = func.__code__.co_flags
         if flags & _CO_COROUTINE:
             return _COROUTINE
         if not flags & _CO_ASYNC_GENERATOR and not hasattr(func, "_is_coroutine_marker"):
             return _SYNC
-    if isinstance(func, CoroutineType) or inspect.iscoroutine(func):
+    if inspect.iscoroutine(func):
         _reject_coroutine_object(func)
     if not callable(func):
         hint = " (to wait for an awaitable, write `await x`)" if inspect.isawaitable(func) else ""
@@ -55,7 +57,7 @@ def _classify(func: object) -> int:
             "write af.fork(func, *args, **kwargs)"
         )
     if inspect.isasyncgenfunction(func) or (
-        not isinstance(func, type) and inspect.isasyncgenfunction(getattr(func, "__call__", None))
+        not isinstance(func, type) and inspect.isasyncgenfunction(_call_method(func))
     ):
         raise TypeError(
             f"fork() cannot run the async generator function {callable_name(func)}: "
@@ -65,10 +67,15 @@ def _classify(func: object) -> int:
     if inspect.iscoroutinefunction(func):
         return _COROUTINE
     if not isinstance(func, (type, MethodType, partial)) and inspect.iscoroutinefunction(
-        getattr(func, "__call__", None)
+        _call_method(func)
     ):
         return _COROUTINE
     return _SYNC
+
+
+def _call_method(obj: object) -> object:
+    """The ``__call__`` of a callable instance's class (how ``obj(...)`` really runs)."""
+    return getattr(type(obj), "__call__", None)  # noqa: B004 - fetching it, not testing it
 
 
 def _reject_coroutine_object(coro: Any) -> None:
@@ -95,16 +102,6 @@ def _reject_coroutine_object(coro: Any) -> None:
 # -- the fork call ------------------------------------------------------------------
 
 
-def _check_timeout(timeout: float | None, what: str) -> float | None:
-    if timeout is None:
-        return None
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise TypeError(f"{what} must be a number of seconds or None, not {timeout!r}")
-    if math.isnan(timeout) or timeout < 0:
-        raise ValueError(f"{what} must be >= 0 seconds (or None for no timeout), not {timeout!r}")
-    return float(timeout)
-
-
 class Forker:
     """``fork`` itself, and the callables that ``fork.options(...)`` and groups make.
 
@@ -125,9 +122,9 @@ class Forker:
         on_cancel: Literal["wait", "abandon"] = "wait",
         group: Group | None = None,
     ) -> None:
-        if name is not None and not isinstance(name, str):
+        if not isinstance(cast(object, name), (str, type(None))):
             raise TypeError(f"fork.options(name=...) must be a str, not {name!r}")
-        if executor is not None and not isinstance(executor, Executor):
+        if not isinstance(cast(object, executor), (Executor, type(None))):
             raise TypeError(
                 "fork.options(executor=...) must be a concurrent.futures.Executor "
                 f"(a ThreadPoolExecutor, ProcessPoolExecutor, a cluster client's executor), "
@@ -139,7 +136,7 @@ class Forker:
             )
         self._name = name
         self._executor = executor
-        self._timeout = _check_timeout(timeout, "fork.options(timeout=...)")
+        self._timeout = check_timeout(timeout, "fork.options(timeout=...)")
         self._detached = bool(detached)
         self._daemon = bool(daemon)
         self._on_cancel = on_cancel
@@ -198,35 +195,16 @@ class Forker:
         running = _get_running_loop()
         node = CURRENT.get()
         group = self._group
-        scope: Node | None
-        if group is not None:
-            scope = group
-        elif self._detached:
-            scope = None
+        scope: Node | None = group if group is not None else None if self._detached else node
+        parent: Future[Any] | None = None
+        if scope is not None:
+            loop, parent = scope._fork_target(func)
+        elif running is not None:
+            loop = running
+        elif node is not None:  # detached, from a sync fork's thread: its host loop
+            loop = node._host_loop()
         else:
-            scope = node
-        parent: Future[Any] | None
-        if scope is None:
-            parent = None
-            if running is not None:
-                loop = running
-            elif node is not None:  # detached, from a sync fork's thread: its host loop
-                loop = node._loop  # type: ignore[attr-defined]
-            else:
-                loop = background_loop()
-        elif type(scope) is Future:
-            parent = scope
-            loop = scope._loop
-            if scope._state != PENDING:
-                raise RuntimeError(
-                    f"cannot fork {callable_name(func)}: its parent {scope!r} has finished. "
-                    "A fork made after its parent completed (from a thread it left behind, "
-                    "say) has no scope to join; use af.fork.options(detached=True)"
-                )
-        else:
-            scope._check_open(func)  # type: ignore[attr-defined]
-            parent = scope._owner  # type: ignore[attr-defined]
-            loop = scope._loop  # type: ignore[attr-defined]
+            loop = background_loop()
 
         fut: Future[Any] = Future._new(loop, self._name or callable_name(func), parent, scope)
         if scope is None:
@@ -307,9 +285,8 @@ def _launch(
             return
         fut._timer = fut._loop.call_later(delay, _on_timeout, fut)
     if start is not None:
-        admit = getattr(scope, "_admit", None)
-        if admit is not None:
-            admit(fut, start)
+        if scope is not None:
+            scope._admit(fut, start)
         else:
             start(fut)
 
@@ -448,7 +425,9 @@ def _sync_settle(fut: Future[Any], item: WorkItem, value: Any, error: BaseExcept
         return  # the abandon path settles it once its children are joined
     if error is None and inspect.iscoroutine(value):
         # A sync callable returned a coroutine: run it on the host loop, as part of this fork.
-        fut._task = _Task(_drive(fut, _identity, (value,), {}), loop=fut._loop, context=item.context)
+        fut._task = _Task(
+            _drive(fut, _identity, (value,), {}), loop=fut._loop, context=item.context
+        )
         return
     if error is not None:
         fut._cancel_children()
@@ -492,7 +471,7 @@ def _start_executor(
     except BaseException as exc:
         _finish(fut, None, exc)
         return
-    fut._item = cf  # type: ignore[assignment]
+    fut._item = cf
     loop = fut._loop
 
     def returned(cf: Any) -> None:
@@ -525,7 +504,7 @@ def _cancel_executor(fut: Future[Any], msg: str | None) -> None:
     if cf is None:
         _finish(fut, None, _cancelled_error(fut))  # not submitted yet: it never will be
         return
-    if cf.cancel():  # type: ignore[attr-defined]
+    if cf.cancel():
         return  # its done-callback settles the Future as cancelled
     if fut._on_cancel == "abandon":
         _finish(fut, None, _cancelled_error(fut))

@@ -5,6 +5,9 @@ it by posting to that loop, so the single-loop path needs no locks. The
 scheduler (``_fork``) plugs in how a fork is cancelled through ``_canceller``.
 """
 
+# The package's modules share each other's private names by design.
+# pyright: reportPrivateUsage=false
+
 from __future__ import annotations
 
 import asyncio
@@ -14,13 +17,10 @@ from asyncio import AbstractEventLoop, CancelledError
 from collections.abc import Callable, Generator
 from contextvars import Context
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
-from ._errors import DeadlockError
+from ._errors import DeadlockError, callable_name
 from ._scope import CURRENT, Node
-
-if TYPE_CHECKING:
-    from ._threads import WorkItem
 
 T = TypeVar("T")
 
@@ -73,31 +73,55 @@ class Future(Node, Generic[T]):
 
     __slots__ = (
         "__weakref__",
-        "_loop",
-        "_state",
-        "_result",
-        "_exception",
-        "_tb",
         "_callbacks",
-        "_retrieved",
-        "_never_retrieved",
-        "_name",
-        "_parent",
-        "_scope",
-        "_depth",
-        "_cancel_requested",
         "_cancel_msg",
+        "_cancel_requested",
         "_canceller",
+        "_daemon",
+        "_depth",
+        "_exception",
+        "_item",
+        "_loop",
+        "_name",
+        "_never_retrieved",
+        "_on_cancel",
+        "_parent",
+        "_result",
+        "_retrieved",
+        "_scope",
+        "_started",
+        "_state",
         # scheduling state, owned by _fork
         "_task",
-        "_item",
-        "_started",
-        "_timer",
-        "_timeout",
+        "_tb",
         "_timed_out",
-        "_daemon",
-        "_on_cancel",
+        "_timeout",
+        "_timer",
     )
+
+    _loop: AbstractEventLoop
+    _state: int
+    _result: Any
+    _exception: BaseException | None
+    _tb: TracebackType | None
+    _callbacks: list[Any] | None
+    _retrieved: bool
+    _never_retrieved: _NeverRetrieved | None
+    _name: str
+    _parent: Future[Any] | None
+    _scope: Node | None
+    _depth: int
+    _cancel_requested: bool
+    _cancel_msg: str | None
+    _canceller: Callable[[Future[Any], str | None], None] | None
+    _task: asyncio.Task[None] | None
+    _item: Any  # a WorkItem, or a concurrent.futures.Future for executor forks
+    _started: bool
+    _timer: asyncio.TimerHandle | None
+    _timeout: float | None
+    _timed_out: bool
+    _daemon: bool
+    _on_cancel: str
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         raise TypeError("asyncfork.Future has no public constructor; use af.fork(func, ...)")
@@ -109,31 +133,31 @@ class Future(Node, Generic[T]):
         name: str,
         parent: Future[Any] | None,
         scope: Node | None,
-    ) -> Future[T]:
-        self: Future[T] = object.__new__(cls)
+    ) -> Future[Any]:
+        self: Future[Any] = object.__new__(cls)
         self._children = None
         self._failed = None
         self._on_joined = None
         self._loop = loop
         self._state = PENDING
-        self._result: Any = None
-        self._exception: BaseException | None = None
-        self._tb: TracebackType | None = None
-        self._callbacks: list[Any] | None = None
+        self._result = None
+        self._exception = None
+        self._tb = None
+        self._callbacks = None
         self._retrieved = False
-        self._never_retrieved: _NeverRetrieved | None = None
+        self._never_retrieved = None
         self._name = name
         self._parent = parent
         self._scope = scope
         self._depth = 0 if parent is None else parent._depth + 1
         self._cancel_requested = False
-        self._cancel_msg: str | None = None
-        self._canceller: Callable[[Future[Any], str | None], None] | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._item: WorkItem | None = None
+        self._cancel_msg = None
+        self._canceller = None
+        self._task = None
+        self._item = None
         self._started = False
-        self._timer: asyncio.TimerHandle | None = None
-        self._timeout: float | None = None
+        self._timer = None
+        self._timeout = None
         self._timed_out = False
         self._daemon = False
         self._on_cancel = "wait"
@@ -226,6 +250,21 @@ class Future(Node, Generic[T]):
 
     __iter__ = __await__  # asyncio treats future-likes as iterables too
 
+    def _fork_target(self, func: object) -> tuple[AbstractEventLoop, Future[Any] | None]:
+        if self._state != PENDING:
+            raise RuntimeError(
+                f"cannot fork {callable_name(func)}: its parent {self!r} has finished. "
+                "A fork made after its parent completed (from a thread it left behind, "
+                "say) has no scope to join; use af.fork.options(detached=True)"
+            )
+        return self._loop, self
+
+    def _host_loop(self) -> AbstractEventLoop:
+        return self._loop
+
+    def _owner_fork(self) -> Future[Any]:
+        return self
+
     def _outcome(self) -> T:
         state = self._state
         if state == FINISHED:
@@ -291,15 +330,17 @@ class Future(Node, Generic[T]):
         if self._state != PENDING:
             _call(fn, self, context)
         elif _get_running_loop() is self._loop:
-            self._append_callback((fn, context))
+            self._append_callback(_Callback(fn, context))
         else:
             self._post(self._add_callback_on_loop, fn, context)
 
-    def _add_callback_on_loop(self, fn: Callable[[Future[T]], object], context: Context | None) -> None:
+    def _add_callback_on_loop(
+        self, fn: Callable[[Future[T]], object], context: Context | None
+    ) -> None:
         if self._state != PENDING:
             self._run_callback(fn, context)
         else:
-            self._append_callback((fn, context))
+            self._append_callback(_Callback(fn, context))
 
     def remove_done_callback(self, fn: Callable[[Future[T]], object]) -> int:
         """Remove every registration of ``fn``; return how many were removed."""
@@ -315,7 +356,7 @@ class Future(Node, Generic[T]):
         callbacks = self._callbacks
         if not callbacks:
             return 0
-        kept = [cb for cb in callbacks if not (type(cb) is tuple and cb[0] == fn)]
+        kept = [cb for cb in callbacks if not (type(cb) is _Callback and cb.fn == fn)]
         self._callbacks = kept
         return len(callbacks) - len(kept)
 
@@ -365,8 +406,8 @@ class Future(Node, Generic[T]):
         if callbacks is not None:
             self._callbacks = None
             for item in callbacks:
-                if type(item) is tuple:
-                    self._run_callback(item[0], item[1])
+                if type(item) is _Callback:
+                    self._run_callback(item.fn, item.context)
                 elif not item.done():
                     item.set_result(None)
 
@@ -378,6 +419,16 @@ class Future(Node, Generic[T]):
 
     def _set_cancelled(self) -> None:
         self._settle(CANCELLED, None, None)
+
+
+class _Callback:
+    """A done-callback and the context to run it in (waiters are stored bare)."""
+
+    __slots__ = ("context", "fn")
+
+    def __init__(self, fn: Callable[[Any], object], context: Context | None) -> None:
+        self.fn = fn
+        self.context = context
 
 
 def _call(fn: Callable[[Any], object], arg: Any, context: Context | None) -> None:
@@ -411,9 +462,7 @@ def _wake(waiter: asyncio.Future[None]) -> None:
 def current_fork() -> Future[Any] | None:
     """The fork whose code is running now, looking through groups to their owner."""
     node = CURRENT.get()
-    if node is None or type(node) is Future:
-        return node  # type: ignore[return-value]
-    return node._owner  # type: ignore[attr-defined, no-any-return]
+    return None if node is None else node._owner_fork()
 
 
 def check_not_waiting_on_itself(fut: Future[Any], how: str) -> None:

@@ -1,5 +1,8 @@
 """``group()``: the explicit, fail-fast task group, usable with ``async with`` and ``with``."""
 
+# The package's modules share each other's private names by design.
+# pyright: reportPrivateUsage=false
+
 from __future__ import annotations
 
 import asyncio
@@ -13,8 +16,8 @@ from functools import partial
 from types import TracebackType
 from typing import Any
 
-from ._errors import DeadlockError, callable_name
-from ._fork import Forker, _check_timeout, _wake
+from ._errors import DeadlockError, callable_name, check_count, check_timeout
+from ._fork import Forker, _wake
 from ._future import PENDING, Future, current_fork
 from ._runner import background_loop
 from ._scope import CURRENT, Node
@@ -60,12 +63,8 @@ class Group(Node):
         self, *, limit: int | None = None, timeout: float | None = None, name: str | None = None
     ) -> None:
         super().__init__()
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
-            raise TypeError(f"group(limit=...) must be an int or None, not {limit!r}")
-        if limit is not None and limit < 1:
-            raise ValueError(f"group(limit=...) must be at least 1 (or None for no limit), not {limit}")
-        self._limit = limit
-        self._timeout = _check_timeout(timeout, "group(timeout=...)")
+        self._limit = check_count(limit, "group(limit=...)")
+        self._timeout = check_timeout(timeout, "group(timeout=...)")
         self._name = name
         self._state = _NEW
         self._aborting = False
@@ -125,12 +124,17 @@ class Group(Node):
                 "running in this thread: write `async with af.group() as g:`"
             )
         node = CURRENT.get()
-        self._enter(background_loop() if node is None else node._loop)  # type: ignore[attr-defined]
+        self._enter(background_loop() if node is None else node._host_loop())
         return self
 
     # -- forking into it (called by Forker) --------------------------------------------
 
-    def _check_open(self, func: object) -> None:
+    def _host_loop(self) -> AbstractEventLoop:
+        assert self._loop is not None
+        return self._loop
+
+    def _fork_target(self, func: object) -> tuple[AbstractEventLoop, Future[Any] | None]:
+        assert self._loop is not None
         if self._state != _OPEN:
             when = "was never entered" if self._state == _NEW else "has exited"
             raise RuntimeError(
@@ -142,18 +146,22 @@ class Group(Node):
                 f"{callable_name(func)} was not started: {self!r} is failing, cancelled or "
                 "timed out"
             )
+        return self._loop, self._owner
 
-    def _admit(self, fut: Future[Any], start: Callable[[Future[Any]], None]) -> None:
+    def _owner_fork(self) -> Future[Any] | None:
+        return self._owner
+
+    def _admit(self, child: Future[Any], start: Callable[[Future[Any]], None]) -> None:
         """On the loop: start a newly registered child now, or queue it under ``limit``."""
         if self._aborting:
-            fut._cancel_on_loop("its group is failing, cancelled or timed out")
+            child._cancel_on_loop("its group is failing, cancelled or timed out")
         elif self._limit is None:
-            start(fut)
+            start(child)
         elif len(self._holding) < self._limit:
-            self._holding.add(fut)
-            start(fut)
+            self._holding.add(child)
+            start(child)
         else:
-            self._waiting.append((fut, start))
+            self._waiting.append((child, start))
 
     def _child_done(self, child: Future[Any]) -> None:
         children = self._children
@@ -242,7 +250,9 @@ class Group(Node):
                 pass
             self._token = None
 
-    def _raise_outcome(self, exc: BaseException | None, outside_cancel: BaseException | None) -> bool:
+    def _raise_outcome(
+        self, exc: BaseException | None, outside_cancel: BaseException | None
+    ) -> bool:
         """Raise what the group ends with; return True to swallow the body's exception."""
         if self._base_error is not None:
             if self._base_error is exc:
@@ -267,7 +277,8 @@ class Group(Node):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool:
-        assert self._loop is not None and self._task is not None
+        assert self._loop is not None
+        assert self._task is not None
         outside_cancel = exc if isinstance(exc, CancelledError) and not self._aborting else None
         self._body_ended(exc)
         while self._children:
@@ -320,7 +331,9 @@ class Group(Node):
         return self._raise_outcome(exc, outside_cancel)
 
 
-def group(*, limit: int | None = None, timeout: float | None = None, name: str | None = None) -> Group:
+def group(
+    *, limit: int | None = None, timeout: float | None = None, name: str | None = None
+) -> Group:
     """Make a fail-fast task group; use it as ``async with af.group() as g:`` or ``with``.
 
     - ``limit``: at most this many children run at once; the rest start in fork order.

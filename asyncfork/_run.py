@@ -1,14 +1,18 @@
 """``run``, ``current``, ``check_cancelled`` and ``configure``."""
 
+# The package's modules share each other's private names by design.
+# pyright: reportPrivateUsage=false
+
 from __future__ import annotations
 
 import asyncio
-from asyncio import CancelledError
 from collections.abc import Callable, Coroutine
+from functools import partial
 from typing import Any, Literal, ParamSpec, TypeVar, overload
 
 from . import _runner, _threads
-from ._fork import fork
+from ._errors import check_count
+from ._fork import _wake, fork
 from ._future import Future, current_fork
 from ._runner import OWNED, Roots, new_event_loop
 
@@ -79,7 +83,7 @@ async def _joined_roots(roots: Roots) -> None:
     loop = asyncio.get_running_loop()
     while roots.pending():
         waiter = loop.create_future()
-        roots._when_joined(lambda: waiter.done() or waiter.set_result(None))
+        roots._when_joined(partial(_wake, waiter))
         await waiter
 
 
@@ -140,11 +144,7 @@ def configure(
     if loop is not _UNSET:
         _runner.set_loop_choice(loop)
     if workers is not _UNSET:
-        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)):
-            raise TypeError(f"configure(workers=...) must be an int or None, not {workers!r}")
-        if workers is not None and workers < 1:
-            raise ValueError(f"configure(workers=...) must be at least 1, not {workers}")
-        _threads.set_worker_limit(workers)
+        _threads.set_worker_limit(check_count(workers, "configure(workers=...)"))
 
 
 def shutdown(*, cancel: bool = False, timeout: float | None = None) -> None:
@@ -155,6 +155,3 @@ def shutdown(*, cancel: bool = False, timeout: float | None = None) -> None:
     ``timeout`` seconds pass first. Any later use of asyncfork restarts them.
     """
     _runner.shutdown(cancel=cancel, timeout=timeout)
-
-
-

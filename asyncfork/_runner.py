@@ -1,5 +1,8 @@
 """Loops asyncfork owns: the loop factory, the background loop, shutdown and exit drain."""
 
+# The package's modules share each other's private names by design.
+# pyright: reportPrivateUsage=false
+
 from __future__ import annotations
 
 import asyncio

@@ -5,9 +5,13 @@ Future (implicit scope), a group, or the root set of a loop asyncfork owns.
 Every method here runs on the node's loop thread, so no locks are needed.
 """
 
+# The package's modules share each other's private names by design.
+# pyright: reportPrivateUsage=false
+
 from __future__ import annotations
 
 import contextvars
+from asyncio import AbstractEventLoop
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +33,22 @@ class Node:
         self._children: set[Future[Any]] | None = None
         self._failed: list[Future[Any]] | None = None
         self._on_joined: Callable[[], None] | None = None
+
+    def _fork_target(self, func: object) -> tuple[AbstractEventLoop, Future[Any] | None]:
+        """The loop a fork made in this scope runs on, and its parent; raises if closed."""
+        raise NotImplementedError
+
+    def _host_loop(self) -> AbstractEventLoop:
+        """The loop this scope's forks run on."""
+        raise NotImplementedError
+
+    def _owner_fork(self) -> Future[Any] | None:
+        """The fork whose code runs in this scope."""
+        raise NotImplementedError
+
+    def _admit(self, child: Future[Any], start: Callable[[Future[Any]], None]) -> None:
+        """Start a newly registered child; groups override this to apply their limit."""
+        start(child)
 
     def _add_child(self, child: Future[Any]) -> None:
         children = self._children
@@ -67,7 +87,7 @@ class Node:
         """Failures of children that nobody has looked at; marks them as reported."""
         if not self._failed:
             return []
-        errors = []
+        errors: list[BaseException] = []
         for child in self._failed:
             if not child._retrieved:
                 child._mark_retrieved()

@@ -6,6 +6,9 @@ worker that waits on a queued fork runs it inline ("helping"), so recursive
 sync fork/wait cannot starve the pool.
 """
 
+# The package's modules share each other's private names by design.
+# pyright: reportPrivateUsage=false
+
 from __future__ import annotations
 
 import itertools
@@ -67,9 +70,15 @@ class WorkItem:
             error = exc.with_traceback(exc.__traceback__.tb_next if exc.__traceback__ else None)
         finally:
             _local.item = previous
-        # Drop references before reporting, so the thread keeps nothing alive.
-        self.func = self.args = self.kwargs = None  # type: ignore[assignment]
+        # Drop references before reporting, so a finished Future keeps no arguments alive.
+        self.func = _nothing
+        self.args = ()
+        self.kwargs = {}
         self.finish(self, value, error)
+
+
+def _nothing() -> None:
+    pass
 
 
 class _Local(threading.local):

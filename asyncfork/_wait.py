@@ -1,5 +1,8 @@
 """``wait`` and ``as_completed``: blocking in plain threads, awaitable on a loop."""
 
+# The package's modules share each other's private names by design.
+# pyright: reportPrivateUsage=false
+
 from __future__ import annotations
 
 import asyncio
@@ -7,11 +10,10 @@ import queue
 import threading
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
-from typing import Any, TypeVar, overload
+from typing import Any, TypeVar, cast, overload
 
 from . import _threads
-from ._errors import DeadlockError
-from ._fork import _check_timeout
+from ._errors import DeadlockError, check_timeout
 from ._future import CANCELLED, Future, check_not_waiting_on_itself
 
 T = TypeVar("T")
@@ -37,7 +39,7 @@ def _failed(fut: Future[Any]) -> bool:
 class _Waker:
     """A done-callback that counts completions and fires once: all done, or a failure."""
 
-    __slots__ = ("_count_lock", "fail_fast", "first_failure", "fire", "remaining")
+    __slots__ = ("_count_lock", "fail_fast", "fire", "first_failure", "remaining")
 
     def __init__(self, remaining: int, fail_fast: bool, fire: Any) -> None:
         self.remaining = remaining
@@ -121,7 +123,7 @@ def block_until_done(
 
 
 async def _await_done(
-    futs: Sequence[Future[Any]], timeout: float | None, fail_fast: bool
+    futs: Sequence[Future[Any]], seconds: float | None, fail_fast: bool
 ) -> Future[Any] | None:
     pending = _prepare(futs, "await af.wait()")
     if fail_fast:
@@ -144,15 +146,15 @@ async def _await_done(
     for fut in pending:
         fut.add_done_callback(waker)
     try:
-        if timeout is None:
+        if seconds is None:
             await woken
         else:
             try:
-                await asyncio.wait_for(asyncio.shield(woken), timeout)
+                await asyncio.wait_for(asyncio.shield(woken), seconds)
             except TimeoutError:
                 unfinished = sum(not fut.done() for fut in futs)
                 raise TimeoutError(
-                    f"af.wait() timed out after {timeout}s with {unfinished} of {len(futs)} "
+                    f"af.wait() timed out after {seconds}s with {unfinished} of {len(futs)} "
                     "Futures unfinished (they go on running)"
                 ) from None
     finally:
@@ -160,7 +162,9 @@ async def _await_done(
     return waker.first_failure
 
 
-def _values(futs: Sequence[Future[Any]], first_failure: Future[Any] | None, collect: bool) -> list[Any]:
+def _values(
+    futs: Sequence[Future[Any]], first_failure: Future[Any] | None, collect: bool
+) -> list[Any]:
     if first_failure is not None:
         first_failure._outcome()  # raises it, as it is
     if not collect:
@@ -182,8 +186,8 @@ def _as_futures(obj: object, what: str) -> tuple[list[Future[Any]], bool]:
             f"{what} takes an asyncfork Future or an iterable of them, not "
             f"{type(obj).__name__}; for other awaitables use `await` or asyncio.gather"
         )
-    futs = list(obj)
-    for item in futs:
+    items: list[object] = list(cast("Iterable[object]", obj))
+    for item in items:
         if not isinstance(item, Future):
             hint = (
                 " (a coroutine object: fork it first, af.fork(func, *args))"
@@ -195,7 +199,7 @@ def _as_futures(obj: object, what: str) -> tuple[list[Future[Any]], bool]:
             raise TypeError(
                 f"{what} takes asyncfork Futures, but got a {type(item).__name__}{hint}"
             )
-    return futs, False
+    return cast("list[Future[Any]]", items), False
 
 
 @overload
@@ -228,7 +232,7 @@ def wait(
     ``timeout`` only observes: ``TimeoutError`` is raised and the work goes on.
     """
     futs, single = _as_futures(fut_or_iterable, "wait()")
-    timeout = _check_timeout(timeout, "wait(timeout=...)")
+    timeout = check_timeout(timeout, "wait(timeout=...)")
     if _get_running_loop() is not None:
         return _wait_async(futs, single, timeout, return_exceptions)
     first_failure = block_until_done(futs, timeout, "af.wait()", fail_fast=not return_exceptions)
@@ -237,9 +241,9 @@ def wait(
 
 
 async def _wait_async(
-    futs: list[Future[Any]], single: bool, timeout: float | None, return_exceptions: bool
+    futs: list[Future[Any]], single: bool, seconds: float | None, return_exceptions: bool
 ) -> Any:
-    first_failure = await _await_done(futs, timeout, fail_fast=not return_exceptions)
+    first_failure = await _await_done(futs, seconds, fail_fast=not return_exceptions)
     values = _values(futs, first_failure, return_exceptions)
     return values[0] if single else values
 
@@ -251,7 +255,7 @@ class AsCompleted(Iterator[Future[T]]):
 
     def __init__(self, futs: Iterable[Future[T]], timeout: float | None) -> None:
         self._futs, _ = _as_futures(futs, "as_completed()")
-        timeout = _check_timeout(timeout, "as_completed(timeout=...)")
+        timeout = check_timeout(timeout, "as_completed(timeout=...)")
         self._timeout = timeout
         self._deadline = None if timeout is None else time.monotonic() + timeout
         self._left = len(self._futs)
