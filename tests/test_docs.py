@@ -1,0 +1,67 @@
+"""The docs' examples run, and every public name is documented."""
+
+from __future__ import annotations
+
+import inspect
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import asyncfork as af
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _python_blocks(path: Path) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", path.read_text(encoding="utf-8"), re.S)
+
+
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+DOCUMENTS = [page for page in PAGES if _python_blocks(page)]
+
+
+@pytest.mark.parametrize("path", DOCUMENTS, ids=lambda p: p.name)
+def test_examples_in_document_run(path: Path) -> None:
+    """Each page's python blocks run in order, as one script, with warnings as errors."""
+    blocks = _python_blocks(path)
+    result = subprocess.run(
+        [sys.executable, "-W", "error", "-c", "\n".join(blocks)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+
+
+def test_readme_and_concepts_have_examples() -> None:
+    """The README shows the three uses; the concepts page shows each concept."""
+    assert len(_python_blocks(ROOT / "README.md")) == 3
+    assert len(_python_blocks(ROOT / "docs" / "concepts.md")) >= 5
+
+
+def test_every_public_name_has_a_docstring() -> None:
+    """Every name in asyncfork.__all__, and every public method of its classes, is documented."""
+    missing = []
+    for name in af.__all__:
+        obj = getattr(af, name)
+        if not inspect.getdoc(obj):
+            missing.append(name)
+        if inspect.isclass(obj):
+            for attr, member in vars(obj).items():
+                if attr.startswith("_") or not callable(member) and not isinstance(member, property):
+                    continue
+                if not inspect.getdoc(member):
+                    missing.append(f"{name}.{attr}")
+    assert missing == []
+
+
+def test_public_names_live_in_the_package_namespace() -> None:
+    """Public classes show as asyncfork.X (not a private module) in reprs and docs."""
+    for name in ("Future", "DeadlockError", "Group", "AsCompleted"):
+        assert getattr(af, name).__module__ == "asyncfork"
+    assert isinstance(af.__all__, tuple)
