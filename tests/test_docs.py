@@ -53,7 +53,11 @@ def test_every_public_name_has_a_docstring() -> None:
             missing.append(name)
         if inspect.isclass(obj):
             for attr, member in vars(obj).items():
-                if attr.startswith("_") or not callable(member) and not isinstance(member, property):
+                if (
+                    attr.startswith("_")
+                    or not callable(member)
+                    and not isinstance(member, property)
+                ):
                     continue
                 if not inspect.getdoc(member):
                     missing.append(f"{name}.{attr}")
