@@ -53,11 +53,8 @@ def test_every_public_name_has_a_docstring() -> None:
             missing.append(name)
         if inspect.isclass(obj):
             for attr, member in vars(obj).items():
-                if (
-                    attr.startswith("_")
-                    or not callable(member)
-                    and not isinstance(member, property)
-                ):
+                documentable = callable(member) or isinstance(member, property)
+                if attr.startswith("_") or not documentable:
                     continue
                 if not inspect.getdoc(member):
                     missing.append(f"{name}.{attr}")
