@@ -19,7 +19,7 @@ from contextvars import Context
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
-from ._errors import DeadlockError, callable_name
+from ._errors import DeadlockError, callable_name, check_timeout
 from ._scope import CURRENT, Node
 
 T = TypeVar("T")
@@ -207,6 +207,8 @@ class Future(Node, Generic[T]):
         fork goes on). On a thread that runs an event loop, an unfinished
         Future raises :class:`~asyncfork.DeadlockError`: write ``await fut``.
         """
+        if timeout is not None:
+            timeout = check_timeout(timeout, "result(timeout=...)")
         if self._state == PENDING:
             from ._wait import block_until_done
 
@@ -218,6 +220,8 @@ class Future(Node, Generic[T]):
 
         Raises ``asyncio.CancelledError`` if the fork was cancelled.
         """
+        if timeout is not None:
+            timeout = check_timeout(timeout, "exception(timeout=...)")
         if self._state == PENDING:
             from ._wait import block_until_done
 

@@ -134,18 +134,18 @@ class Group(Node):
         return self._loop
 
     def _fork_target(self, func: object) -> tuple[AbstractEventLoop, Future[Any] | None]:
-        assert self._loop is not None
         if self._state != _OPEN:
             when = "was never entered" if self._state == _NEW else "has exited"
             raise RuntimeError(
                 f"cannot fork {callable_name(func)} into {self!r}: the group {when}. "
                 "Fork into a group inside its body: `async with af.group() as g: g.fork(...)`"
             )
-        if self._aborting:
+        if self._refusing:
             raise CancelledError(
                 f"{callable_name(func)} was not started: {self!r} is failing, cancelled or "
                 "timed out"
             )
+        assert self._loop is not None
         return self._loop, self._owner
 
     def _owner_fork(self) -> Future[Any] | None:
@@ -153,7 +153,7 @@ class Group(Node):
 
     def _admit(self, child: Future[Any], start: Callable[[Future[Any]], None]) -> None:
         """On the loop: start a newly registered child now, or queue it under ``limit``."""
-        if self._aborting:
+        if self._refusing:
             child._cancel_on_loop("its group is failing, cancelled or timed out")
         elif self._limit is None:
             start(child)
@@ -185,6 +185,11 @@ class Group(Node):
             on_joined, self._on_joined = self._on_joined, None
             on_joined()
 
+    @property
+    def _refusing(self) -> bool:
+        """Failing, cancelled or timed out: new forks are refused with CancelledError."""
+        return self._aborting or self._user_cancelled
+
     # -- cancelling --------------------------------------------------------------------
 
     def cancel(self) -> None:
@@ -197,13 +202,14 @@ class Group(Node):
         loop = self._loop
         if loop is None or self._state == _CLOSED:
             return
+        self._user_cancelled = True  # at once, so that forks after this call are refused
         if asyncio._get_running_loop() is loop:
             self._cancel_on_loop()
         else:
             loop.call_soon_threadsafe(self._cancel_on_loop)
 
     def _cancel_on_loop(self) -> None:
-        if self._state == _OPEN and not self._aborting:
+        if self._state == _OPEN:
             self._user_cancelled = True
             self._abort()
 
@@ -279,7 +285,7 @@ class Group(Node):
     ) -> bool:
         assert self._loop is not None
         assert self._task is not None
-        outside_cancel = exc if isinstance(exc, CancelledError) and not self._aborting else None
+        outside_cancel = exc if isinstance(exc, CancelledError) and not self._refusing else None
         self._body_ended(exc)
         while self._children:
             waiter = self._loop.create_future()
@@ -312,7 +318,7 @@ class Group(Node):
         from ._wait import blocking_acquire
 
         assert self._loop is not None
-        outside_cancel = exc if isinstance(exc, CancelledError) and not self._aborting else None
+        outside_cancel = exc if isinstance(exc, CancelledError) and not self._refusing else None
         joined = threading.Lock()
         joined.acquire()
 

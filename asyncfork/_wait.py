@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import queue
 import threading
 import time
@@ -181,7 +182,7 @@ def _values(
 def _as_futures(obj: object, what: str) -> tuple[list[Future[Any]], bool]:
     if isinstance(obj, Future):
         return [obj], True
-    if isinstance(obj, (str, bytes)) or not isinstance(obj, Iterable):
+    if isinstance(obj, (str, bytes)) or not isinstance(obj, Iterable) or inspect.isawaitable(obj):
         raise TypeError(
             f"{what} takes an asyncfork Future or an iterable of them, not "
             f"{type(obj).__name__}; for other awaitables use `await` or asyncio.gather"
