@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, cast, overlo
 from . import _threads
 from ._errors import callable_name, check_timeout
 from ._future import PENDING, Future
-from ._runner import OWNED, background_loop
+from ._runner import OWNED, background_loop, note_interrupt
 from ._scope import CURRENT, Node
 from ._threads import WorkItem
 
@@ -240,9 +240,12 @@ class Forker:
             context.run(CURRENT.set, fut)
             item = WorkItem(fut, func, args, kwargs, context, _sync_returned)
             fut._item = item
-            if not on_loop and group is None and deadline is None and _threads.on_worker_thread():
-                # Queue it now, so that a worker waiting on it can run it inline.
-                _post(loop, _launch, fut, None, deadline)
+            if not on_loop and group is None and deadline is None:
+                # From another thread, queue it at once: it need not wait for a busy loop,
+                # and a worker about to wait on it can run it inline. Only the
+                # registration goes through the loop, ahead of the fork's outcome.
+                _post(loop, _launch, fut, None, None)
+                fut._started = True
                 _threads.pool().submit(item)
                 return fut
             start = _submit_item
@@ -340,6 +343,8 @@ async def _drive(
         tb = exc.__traceback__
         if tb is not None and tb.tb_frame.f_code is _DRIVE_CODE:
             exc = exc.with_traceback(tb.tb_next)  # start the traceback in the fork's function
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            note_interrupt(fut._loop, exc)
         if fut._children:
             fut._cancel_children()
             await _join(fut)
@@ -430,6 +435,8 @@ def _sync_settle(fut: Future[Any], item: WorkItem, value: Any, error: BaseExcept
         )
         return
     if error is not None:
+        if isinstance(error, (KeyboardInterrupt, SystemExit)):
+            note_interrupt(fut._loop, error)
         fut._cancel_children()
     fut._when_joined(partial(_sync_joined, fut, value, error))
 

@@ -22,7 +22,8 @@ from typing import Any, Generic, TypeVar
 from ._errors import DeadlockError, callable_name, check_timeout
 from ._scope import CURRENT, Node
 
-T = TypeVar("T")
+# Covariant: a Future only hands its value out, so a Future[int] is a Future[int | None].
+T_co = TypeVar("T_co", covariant=True)
 
 _get_running_loop = asyncio._get_running_loop
 logger = logging.getLogger("asyncfork")
@@ -59,7 +60,7 @@ class _NeverRetrieved:
             pass
 
 
-class Future(Node, Generic[T]):
+class Future(Node, Generic[T_co]):
     """The handle of a fork: await it, or block on it with :meth:`result`.
 
     Returned by :func:`asyncfork.fork`; there is no public constructor. Every
@@ -199,7 +200,7 @@ class Future(Node, Generic[T]):
 
     # -- results ---------------------------------------------------------------
 
-    def result(self, timeout: float | None = None) -> T:
+    def result(self, timeout: float | None = None) -> T_co:
         """Return the fork's value, blocking this thread until it is done.
 
         Raises the fork's exception, ``asyncio.CancelledError`` if it was
@@ -231,7 +232,7 @@ class Future(Node, Generic[T]):
         self._mark_retrieved()
         return self._exception
 
-    def __await__(self) -> Generator[Any, None, T]:
+    def __await__(self) -> Generator[Any, None, T_co]:
         if self._state == PENDING:
             loop = asyncio.get_running_loop()
             check_not_waiting_on_itself(self, "await")
@@ -269,7 +270,7 @@ class Future(Node, Generic[T]):
     def _owner_fork(self) -> Future[Any]:
         return self
 
-    def _outcome(self) -> T:
+    def _outcome(self) -> T_co:
         state = self._state
         if state == FINISHED:
             exc = self._exception
@@ -324,7 +325,7 @@ class Future(Node, Generic[T]):
     # -- callbacks -------------------------------------------------------------
 
     def add_done_callback(
-        self, fn: Callable[[Future[T]], object], *, context: Context | None = None
+        self, fn: Callable[[Future[T_co]], object], *, context: Context | None = None
     ) -> None:
         """Call ``fn(fut)`` once, on the fork's loop thread, when the fork is done.
 
@@ -339,14 +340,14 @@ class Future(Node, Generic[T]):
             self._post(self._add_callback_on_loop, fn, context)
 
     def _add_callback_on_loop(
-        self, fn: Callable[[Future[T]], object], context: Context | None
+        self, fn: Callable[[Future[T_co]], object], context: Context | None
     ) -> None:
         if self._state != PENDING:
             self._run_callback(fn, context)
         else:
             self._append_callback(_Callback(fn, context))
 
-    def remove_done_callback(self, fn: Callable[[Future[T]], object]) -> int:
+    def remove_done_callback(self, fn: Callable[[Future[T_co]], object]) -> int:
         """Remove every registration of ``fn``; return how many were removed."""
         if self._state != PENDING:
             return 0
@@ -356,7 +357,7 @@ class Future(Node, Generic[T]):
         self._post(lambda: answer.set_result(self._remove_callback_on_loop(fn)))
         return answer.result()
 
-    def _remove_callback_on_loop(self, fn: Callable[[Future[T]], object]) -> int:
+    def _remove_callback_on_loop(self, fn: Callable[[Future[T_co]], object]) -> int:
         callbacks = self._callbacks
         if not callbacks:
             return 0
@@ -378,7 +379,7 @@ class Future(Node, Generic[T]):
                 raise RuntimeError(f"the event loop of {self!r} is closed") from None
             fn(*args)
 
-    def _run_callback(self, fn: Callable[[Future[T]], object], context: Context | None) -> None:
+    def _run_callback(self, fn: Callable[[Future[T_co]], object], context: Context | None) -> None:
         try:
             _call(fn, self, context)
         except (SystemExit, KeyboardInterrupt):

@@ -330,7 +330,7 @@ class Group(Node):
         try:
             blocking_acquire(joined, None)
         except KeyboardInterrupt:
-            self._loop.call_soon_threadsafe(self._cancel_on_loop)
+            self._loop.call_soon_threadsafe(self._abort)  # cancel the children, even once closed
             self._close()
             raise
         self._close()

@@ -33,8 +33,9 @@ def run(func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
 
     Like ``asyncio.run``: the loop is made in this thread (uvloop when installed)
     and closed at the end. Every fork made on it is joined first; forks made with
-    ``fork.options(daemon=True)`` are cancelled instead. On Ctrl-C everything is
-    cancelled, its cleanup runs, and ``KeyboardInterrupt`` is raised.
+    ``fork.options(daemon=True)`` are cancelled instead. On Ctrl-C (or a fork's
+    ``KeyboardInterrupt`` or ``SystemExit``) everything is cancelled, its cleanup
+    runs, and the interrupt is raised from here.
     """
     if asyncio._get_running_loop() is not None:
         raise RuntimeError(
@@ -46,16 +47,20 @@ def run(func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
     OWNED[loop] = roots
     try:
         asyncio.set_event_loop(loop)
-        root: Future[Any] = fork.options(detached=True)(func, *args, **kwargs)
+        started: list[Future[Any]] = []
         try:
-            loop.run_until_complete(_until_drained(root, roots))
-        except KeyboardInterrupt:
-            _cancel_everything(loop, roots)
+            interrupt = loop.run_until_complete(_supervise(started, roots, func, args, kwargs))
+        except KeyboardInterrupt:  # Ctrl-C outside any fork's code (the loop was idle)
+            _cancel_and_clean_up(loop, roots)
             raise
-        return root.result()
+        if interrupt is not None:
+            started[0]._mark_retrieved()  # reported by raising the interrupt itself
+            raise interrupt
+        return started[0].result()
     finally:
         OWNED.pop(loop, None)
         try:
+            _cancel_remaining_tasks(loop)
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.run_until_complete(loop.shutdown_default_executor())
         finally:
@@ -63,42 +68,77 @@ def run(func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
             loop.close()
 
 
-async def _until_drained(root: Future[Any], roots: Roots) -> None:
-    try:
-        await asyncio.shield(_joined(root))
-    except BaseException:  # pragma: no cover - only a stray cancellation of this task
-        pass
-    roots.cancel_daemons()
-    await _joined_roots(roots)
+async def _supervise(
+    started: list[Future[Any]],
+    roots: Roots,
+    func: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> BaseException | None:
+    """Fork the root on this loop and wait for it, then drain the other roots.
 
-
-async def _joined(fut: Future[Any]) -> None:
-    try:
-        await fut
-    except BaseException:
-        pass
-
-
-async def _joined_roots(roots: Roots) -> None:
+    On an interrupt, cancel them all and return it.
+    """
+    root: Future[Any] = fork.options(detached=True)(func, *args, **kwargs)
+    started.append(root)
     loop = asyncio.get_running_loop()
-    while roots.pending():
-        waiter = loop.create_future()
-        roots._when_joined(partial(_wake, waiter))
-        await waiter
+    interrupted: asyncio.Future[BaseException] = loop.create_future()
 
+    def on_interrupt(exc: BaseException) -> None:
+        if not interrupted.done():
+            interrupted.set_result(exc)
 
-def _cancel_everything(loop: asyncio.AbstractEventLoop, roots: Roots) -> None:
-    """After Ctrl-C: cancel every fork and task on the loop and let their cleanup run."""
+    roots.on_interrupt = on_interrupt
+    await _first_of(root, interrupted)
+    if not interrupted.done():
+        roots.cancel_daemons()
+        await _first_of(_drained(roots), interrupted)
+    if not interrupted.done():
+        interrupted.cancel()
+        return None
     roots._cancel_children("KeyboardInterrupt")
-    for task in asyncio.all_tasks(loop):
+    await _drained(roots)
+    return interrupted.result()
+
+
+async def _first_of(*futures: asyncio.Future[Any] | Future[Any]) -> None:
+    waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    for fut in futures:
+        fut.add_done_callback(lambda _: _wake(waiter))
+    await waiter
+
+
+def _drained(roots: Roots) -> asyncio.Future[None]:
+    """A future that is done once every root fork has finished."""
+    drained: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    roots._when_joined(partial(_wake, drained))
+    return drained
+
+
+def _cancel_and_clean_up(loop: asyncio.AbstractEventLoop, roots: Roots) -> None:
+    """After Ctrl-C: cancel every fork and let their cleanup run; a second Ctrl-C gives up."""
+    roots._cancel_children("KeyboardInterrupt")
+    try:
+        loop.run_until_complete(_drained_soon(roots))
+    except KeyboardInterrupt:
+        pass
+
+
+async def _drained_soon(roots: Roots) -> None:
+    await _drained(roots)
+
+
+def _cancel_remaining_tasks(loop: asyncio.AbstractEventLoop) -> None:
+    """As asyncio.run does: cancel tasks that are not forks and let them finish."""
+    pending = asyncio.all_tasks(loop)
+    if not pending:
+        return
+    for task in pending:
         task.cancel()
     try:
-        loop.run_until_complete(_joined_roots(roots))
-        pending = asyncio.all_tasks(loop)
-        if pending:
-            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
     except KeyboardInterrupt:
-        pass  # a second Ctrl-C: leave the rest
+        pass
 
 
 def current() -> Future[Any] | None:

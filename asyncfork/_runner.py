@@ -66,11 +66,13 @@ def new_event_loop() -> AbstractEventLoop:
 class Roots(Node):
     """The root forks of a loop asyncfork owns, so they can be drained or cancelled."""
 
-    __slots__ = ("loop",)
+    __slots__ = ("loop", "on_interrupt")
 
     def __init__(self, loop: AbstractEventLoop) -> None:
         super().__init__()
         self.loop = loop
+        # Set by af.run: a fork's KeyboardInterrupt or SystemExit ends the whole run.
+        self.on_interrupt: Callable[[BaseException], None] | None = None
 
     def _child_done(self, child: Future[Any]) -> None:
         # A root's failure is reported when its Future is dropped unretrieved, not here.
@@ -92,6 +94,13 @@ class Roots(Node):
 
 # Root sets of the loops asyncfork runs (the background loop and af.run's loops).
 OWNED: dict[AbstractEventLoop, Roots] = {}
+
+
+def note_interrupt(loop: AbstractEventLoop, exc: BaseException) -> None:
+    """A fork on ``loop`` raised KeyboardInterrupt or SystemExit: tell af.run, if it runs it."""
+    roots = OWNED.get(loop)
+    if roots is not None and roots.on_interrupt is not None:
+        roots.on_interrupt(exc)
 
 
 class _Background:

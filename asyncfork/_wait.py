@@ -179,27 +179,31 @@ def _values(
     return values
 
 
+def _not_a_future(obj: object, what: str, plural: bool) -> TypeError:
+    """The TypeError for a non-Future argument; closes a coroutine so it does not warn."""
+    hint = (
+        "; for other awaitables use `await` or asyncio.gather" if inspect.isawaitable(obj) else ""
+    )
+    if asyncio.iscoroutine(obj):
+        obj.close()
+        hint = " (a coroutine object: fork it first, af.fork(func, *args))"
+    wanted = (
+        "asyncfork Futures, but got a"
+        if plural
+        else "an asyncfork Future or an iterable of them, not"
+    )
+    return TypeError(f"{what} takes {wanted} {type(obj).__name__}{hint}")
+
+
 def _as_futures(obj: object, what: str) -> tuple[list[Future[Any]], bool]:
     if isinstance(obj, Future):
-        return [obj], True
-    if isinstance(obj, (str, bytes)) or not isinstance(obj, Iterable) or inspect.isawaitable(obj):
-        raise TypeError(
-            f"{what} takes an asyncfork Future or an iterable of them, not "
-            f"{type(obj).__name__}; for other awaitables use `await` or asyncio.gather"
-        )
+        return [cast("Future[Any]", obj)], True  # type: ignore[redundant-cast]  # for pyright
+    if inspect.isawaitable(obj) or isinstance(obj, (str, bytes)) or not isinstance(obj, Iterable):
+        raise _not_a_future(obj, what, plural=False)
     items: list[object] = list(cast("Iterable[object]", obj))
     for item in items:
         if not isinstance(item, Future):
-            hint = (
-                " (a coroutine object: fork it first, af.fork(func, *args))"
-                if asyncio.iscoroutine(item)
-                else ""
-            )
-            if asyncio.iscoroutine(item):
-                item.close()
-            raise TypeError(
-                f"{what} takes asyncfork Futures, but got a {type(item).__name__}{hint}"
-            )
+            raise _not_a_future(item, what, plural=True)
     return cast("list[Future[Any]]", items), False
 
 
