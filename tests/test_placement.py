@@ -518,7 +518,8 @@ def test_unpicklable_argument_fails_the_future(
     fut = af.fork.options(executor=process_pool)(_square, arg)
     exc = fut.exception(timeout=T * 2)
     assert isinstance(exc, (pickle.PicklingError, TypeError, AttributeError)), repr(exc)
-    assert "pickle" in str(exc).lower()
+    # The wording varies by Python version ("cannot pickle", "Can't get local object").
+    assert "pickle" in str(exc).lower() or "local object" in str(exc).lower()
     with pytest.raises(type(exc)):
         fut.result(timeout=T)
     # The pool still works afterwards.

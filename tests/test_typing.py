@@ -73,7 +73,6 @@ def bad_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_mypy_strict_accepts_good_and_rejects_bad_calls(bad_file: Path, tmp_path: Path) -> None:
     """mypy --strict: the API's types hold (assert_type) and wrong calls are errors."""
-    pytest.importorskip("mypy")
     res = subprocess.run(
         [
             sys.executable,
@@ -109,8 +108,7 @@ def test_mypy_strict_accepts_good_and_rejects_bad_calls(bad_file: Path, tmp_path
 def test_pyright_strict_accepts_good_and_rejects_bad_calls(bad_file: Path) -> None:
     """pyright (strict): the API's types hold (assert_type) and wrong calls are errors."""
     pyright = BIN / "pyright"
-    if not pyright.exists():
-        pytest.skip("pyright is not installed (pip install asyncfork[dev])")
+    assert pyright.exists(), "pyright is part of the test extra: pip install -e '.[test]'"
     res = subprocess.run(
         [str(pyright), "--outputjson", str(CHECK_TYPES), str(bad_file)],
         capture_output=True,
