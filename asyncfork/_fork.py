@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import threading
 import time
 from asyncio import AbstractEventLoop, CancelledError
 from collections.abc import Awaitable, Callable, Coroutine
@@ -206,7 +207,7 @@ class Forker:
         else:
             loop = background_loop()
 
-        fut: Future[Any] = Future._new(loop, self._name or callable_name(func), parent, scope)
+        fut: Future[Any] = Future._new(loop, self._name or func, parent, scope)
         if scope is None:
             fut._scope = OWNED.get(loop)
         fut._daemon = self._daemon
@@ -217,15 +218,20 @@ class Forker:
             deadline = time.monotonic() + self._timeout
 
         on_loop = running is loop
+        held = fut._scope
         if kind == _COROUTINE:
             fut._canceller = _cancel_coroutine
-            if on_loop and deadline is None and (group is None or group._limit is None):
+            if (
+                on_loop
+                and deadline is None
+                and (held is None or (held._limit is None and not held._cancel_requested))
+            ):
                 # The hot path: a coroutine fork on the running loop.
-                if fut._scope is not None:
-                    fut._scope._add_child(fut)
+                if held is not None:
+                    held._add_child(fut)
                 fut._task = _Task(_drive(fut, func, args, kwargs), loop=loop)
                 return fut
-            context = None if on_loop else copy_context()
+            context = copy_context()  # now: a queued fork still sees the context of its fork()
             start: Callable[[Future[Any]], None] = partial(
                 _start_coroutine, func=func, args=args, kwargs=kwargs, context=context
             )
@@ -240,11 +246,11 @@ class Forker:
             context.run(CURRENT.set, fut)
             item = WorkItem(fut, func, args, kwargs, context, _sync_returned)
             fut._item = item
-            if not on_loop and group is None and deadline is None:
+            if not on_loop and deadline is None and (held is None or held._admits_at_once):
                 # From another thread, queue it at once: it need not wait for a busy loop,
                 # and a worker about to wait on it can run it inline. Only the
                 # registration goes through the loop, ahead of the fork's outcome.
-                _post(loop, _launch, fut, None, None)
+                _post_launch(fut, None, None)
                 fut._started = True
                 _threads.pool().submit(item)
                 return fut
@@ -253,8 +259,33 @@ class Forker:
         if on_loop:
             _launch(fut, start, deadline)
         else:
-            _post(loop, _launch, fut, start, deadline)
+            _post_launch(fut, start, deadline)
         return fut
+
+
+# Guards the count of forks on their way to a parent's loop from other threads.
+_inflight_lock = threading.Lock()
+
+
+def _post_launch(
+    fut: Future[Any], start: Callable[[Future[Any]], None] | None, deadline: float | None
+) -> None:
+    """From another thread: launch on the fork's loop, counted so its parent waits for it."""
+    parent = fut._scope
+    counted = type(parent) is Future
+    if counted:
+        assert isinstance(parent, Future)
+        with _inflight_lock:
+            if parent._state != PENDING:
+                parent._fork_target(fut)  # raises: the parent has finished
+            parent._inflight += 1
+    try:
+        _post(fut._loop, _launch, fut, start, deadline, counted)
+    except BaseException:
+        if counted:
+            with _inflight_lock:
+                parent._inflight -= 1  # type: ignore[union-attr]
+        raise
 
 
 def _post(loop: AbstractEventLoop, fn: Callable[..., object], *args: Any) -> None:
@@ -268,12 +299,21 @@ def _post(loop: AbstractEventLoop, fn: Callable[..., object], *args: Any) -> Non
 
 
 def _launch(
-    fut: Future[Any], start: Callable[[Future[Any]], None] | None, deadline: float | None
+    fut: Future[Any],
+    start: Callable[[Future[Any]], None] | None,
+    deadline: float | None,
+    counted: bool = False,
 ) -> None:
     """On the fork's loop: register it with its scope, arm its timeout, and start it."""
+    scope = fut._scope
+    if counted:
+        assert scope is not None
+        with _inflight_lock:
+            scope._inflight -= 1
+        if fut._state != PENDING:
+            scope._inflight_arrived()
     if fut._state != PENDING:  # cancelled before it got here
         return
-    scope = fut._scope
     if scope is not None:
         if type(scope) is Future and scope._state != PENDING:
             # The parent finished while this fork was on its way from another thread.
@@ -281,6 +321,9 @@ def _launch(
             fut._cancel_on_loop(f"its parent {scope!r} had finished")
             return
         scope._add_child(fut)
+        if scope._cancel_requested:
+            fut._cancel_on_loop("its parent was cancelled")  # it never starts
+            return
     if deadline is not None:
         delay = deadline - time.monotonic()
         if delay <= 0:
@@ -313,11 +356,11 @@ def _finish(fut: Future[Any], value: Any, exc: BaseException | None) -> None:
         if exc is not None and not cancelled:
             errors.insert(0, exc)
         fut._set_exception(
-            BaseExceptionGroup(f"unretrieved failures in children of fork {fut._name!r}", errors)
+            BaseExceptionGroup(f"unretrieved failures in children of fork {fut.name!r}", errors)
         )
     elif cancelled:
         if fut._timed_out:
-            timeout_error = TimeoutError(f"fork {fut._name!r} timed out after {fut._timeout}s")
+            timeout_error = TimeoutError(f"fork {fut.name!r} timed out after {fut._timeout}s")
             timeout_error.__cause__ = exc
             fut._set_exception(timeout_error)
         else:
@@ -345,12 +388,12 @@ async def _drive(
             exc = exc.with_traceback(tb.tb_next)  # start the traceback in the fork's function
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             note_interrupt(fut._loop, exc)
-        if fut._children:
+        if fut._children or fut._inflight:
             fut._cancel_children()
             await _join(fut)
         _finish(fut, None, exc)
         return
-    if fut._children:
+    if fut._children or fut._inflight:
         cancelled = await _join(fut)
         if cancelled is not None:
             _finish(fut, None, cancelled)
@@ -365,7 +408,7 @@ async def _join(fut: Future[Any]) -> CancelledError | None:
     """Wait for every child; a cancellation meanwhile cancels them and is returned."""
     cancelled = None
     loop = fut._loop
-    while fut._children:
+    while fut._children or fut._inflight:
         waiter = loop.create_future()
         fut._when_joined(partial(_wake, waiter))
         try:
@@ -399,6 +442,9 @@ def _cancel_coroutine(fut: Future[Any], msg: str | None) -> None:
         task.cancel(msg)  # if it has not stepped yet, its coroutine closes without running
         if fut._started:
             return  # _drive settles the Future after the cleanup
+    if fut._returned is not None:  # a coroutine a sync fork returned, never started
+        fut._returned.close()
+        fut._returned = None
     _finish(fut, None, _cancelled_error(fut))  # never started; _launch will skip it
 
 
@@ -419,21 +465,28 @@ def _sync_returned(item: WorkItem, value: Any, error: BaseException | None) -> N
     except RuntimeError:  # the loop is closed: settle here, nobody else can
         if error is None and inspect.iscoroutine(value):
             value.close()
-            error = RuntimeError(f"fork {fut._name!r} returned a coroutine after its loop closed")
+            error = RuntimeError(f"fork {fut.name!r} returned a coroutine after its loop closed")
         _finish(fut, value, error)
 
 
 def _sync_settle(fut: Future[Any], item: WorkItem, value: Any, error: BaseException | None) -> None:
-    if fut._state != PENDING:
-        return  # abandoned: its result is dropped without noise
-    if fut._cancel_requested and fut._on_cancel == "abandon":
-        return  # the abandon path settles it once its children are joined
-    if error is None and inspect.iscoroutine(value):
-        # A sync callable returned a coroutine: run it on the host loop, as part of this fork.
-        fut._task = _Task(
-            _drive(fut, _identity, (value,), {}), loop=fut._loop, context=item.context
-        )
+    returned_coroutine = error is None and inspect.iscoroutine(value)
+    if fut._state != PENDING or (fut._cancel_requested and fut._on_cancel == "abandon"):
+        # Abandoned: its result is dropped without noise (the abandon path settles it).
+        if returned_coroutine:
+            value.close()
         return
+    if returned_coroutine:
+        if fut._cancel_requested:  # cancelled (or timed out) while the function ran
+            value.close()
+            value = None
+        else:
+            # A sync callable returned a coroutine: run it on the host loop, as this fork.
+            fut._returned = value
+            fut._started = False
+            fut._canceller = _cancel_coroutine
+            fut._task = _Task(_drive_returned(fut, value), loop=fut._loop, context=item.context)
+            return
     if error is not None:
         if isinstance(error, (KeyboardInterrupt, SystemExit)):
             note_interrupt(fut._loop, error)
@@ -447,6 +500,11 @@ def _sync_joined(fut: Future[Any], value: Any, error: BaseException | None) -> N
     _finish(fut, value, error)
 
 
+async def _drive_returned(fut: Future[Any], coro: Coroutine[Any, Any, Any]) -> None:
+    fut._returned = None
+    await _drive(fut, _identity, (coro,), {})
+
+
 def _identity(value: Any) -> Any:
     return value
 
@@ -457,13 +515,11 @@ def _cancel_sync(fut: Future[Any], msg: str | None) -> None:
     if _threads.pool().drop(item):
         _finish(fut, None, _cancelled_error(fut))  # never started
         return
-    if fut._task is not None:  # running the coroutine the function returned
-        fut._task.cancel(msg)
-        return
     # Running in a thread: it cannot be interrupted, but its children can.
     fut._cancel_children(msg)
-    if fut._on_cancel == "abandon":
+    if fut._on_cancel == "abandon" and item.state != _threads.FINISHED:
         fut._when_joined(partial(_finish, fut, None, _cancelled_error(fut)))
+    # Otherwise _sync_settle (on its way, or joining) sees _cancel_requested.
 
 
 # -- sync forks on a user's Executor -------------------------------------------------

@@ -14,7 +14,7 @@ import asyncio
 import concurrent.futures
 import logging
 from asyncio import AbstractEventLoop, CancelledError
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Coroutine, Generator
 from contextvars import Context
 from types import TracebackType
 from typing import Any, Generic, TypeVar
@@ -41,20 +41,24 @@ class _NeverRetrieved:
     would slow down every fork); only failed root forks allocate one.
     """
 
-    __slots__ = ("future",)
+    __slots__ = ("exc", "name", "tb")
 
-    def __init__(self, future: Future[Any]) -> None:
-        self.future: Future[Any] | None = future
+    def __init__(self, name: str, exc: BaseException, tb: TracebackType | None) -> None:
+        # The failure, not the Future: a reference back would make a cycle, and the
+        # log line would then wait for the cyclic garbage collector.
+        self.name = name
+        self.exc: BaseException | None = exc
+        self.tb = tb
 
     def __del__(self) -> None:
-        future = self.future
-        if future is None or future._exception is None:
+        exc = self.exc
+        if exc is None:
             return
         try:
             logger.error(
                 "exception of fork %r was never retrieved",
-                future._name,
-                exc_info=(type(future._exception), future._exception, future._tb),
+                self.name,
+                exc_info=(type(exc), exc, self.tb),
             )
         except Exception:  # pragma: no cover - logging torn down at exit
             pass
@@ -72,57 +76,48 @@ class Future(Node, Generic[T_co]):
     # Lets asyncio.wait, gather and ensure_future take a Future as it is.
     _asyncio_future_blocking = False
 
-    __slots__ = (
-        "__weakref__",
+    # Slots for what every fork writes; the rest lives in the instance dict, which
+    # Python only allocates for the few forks that set one of them (a failure, a
+    # cancellation, a timeout, a sync fork). Their class-level values are the defaults.
+    __slots__ = (  # __dict__ and __weakref__ come from Node
         "_callbacks",
-        "_cancel_msg",
-        "_cancel_requested",
         "_canceller",
-        "_daemon",
         "_depth",
-        "_exception",
-        "_item",
         "_loop",
         "_name",
-        "_never_retrieved",
-        "_on_cancel",
         "_parent",
         "_result",
-        "_retrieved",
         "_scope",
         "_started",
         "_state",
-        # scheduling state, owned by _fork
         "_task",
-        "_tb",
-        "_timed_out",
-        "_timeout",
-        "_timer",
     )
 
     _loop: AbstractEventLoop
     _state: int
     _result: Any
-    _exception: BaseException | None
-    _tb: TracebackType | None
     _callbacks: list[Any] | None
-    _retrieved: bool
-    _never_retrieved: _NeverRetrieved | None
-    _name: str
+    _name: Any  # the name, or the callable to take it from when first asked
     _parent: Future[Any] | None
     _scope: Node | None
     _depth: int
-    _cancel_requested: bool
-    _cancel_msg: str | None
     _canceller: Callable[[Future[Any], str | None], None] | None
     _task: asyncio.Task[None] | None
-    _item: Any  # a WorkItem, or a concurrent.futures.Future for executor forks
     _started: bool
-    _timer: asyncio.TimerHandle | None
-    _timeout: float | None
-    _timed_out: bool
-    _daemon: bool
-    _on_cancel: str
+
+    _exception: BaseException | None = None
+    _tb: TracebackType | None = None
+    _retrieved: bool = False
+    _never_retrieved: _NeverRetrieved | None = None
+    _cancel_requested: bool = False
+    _cancel_msg: str | None = None
+    _item: Any = None  # a WorkItem, or a concurrent.futures.Future for executor forks
+    _timer: asyncio.TimerHandle | None = None
+    _timeout: float | None = None
+    _timed_out: bool = False
+    _daemon: bool = False
+    _on_cancel: str = "wait"
+    _returned: Coroutine[Any, Any, Any] | None = None  # a sync fork's coroutine, not started
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         raise TypeError("asyncfork.Future has no public constructor; use af.fork(func, ...)")
@@ -131,37 +126,22 @@ class Future(Node, Generic[T_co]):
     def _new(
         cls,
         loop: AbstractEventLoop,
-        name: str,
+        name: object,
         parent: Future[Any] | None,
         scope: Node | None,
     ) -> Future[Any]:
         self: Future[Any] = object.__new__(cls)
-        self._children = None
-        self._failed = None
-        self._on_joined = None
         self._loop = loop
         self._state = PENDING
         self._result = None
-        self._exception = None
-        self._tb = None
         self._callbacks = None
-        self._retrieved = False
-        self._never_retrieved = None
         self._name = name
         self._parent = parent
         self._scope = scope
         self._depth = 0 if parent is None else parent._depth + 1
-        self._cancel_requested = False
-        self._cancel_msg = None
         self._canceller = None
         self._task = None
-        self._item = None
         self._started = False
-        self._timer = None
-        self._timeout = None
-        self._timed_out = False
-        self._daemon = False
-        self._on_cancel = "wait"
         return self
 
     # -- public, read-only facts ------------------------------------------------
@@ -169,7 +149,10 @@ class Future(Node, Generic[T_co]):
     @property
     def name(self) -> str:
         """The fork's name: ``fork.options(name=...)``, or the callable's qualified name."""
-        return self._name
+        name = self._name
+        if type(name) is not str:
+            name = self._name = callable_name(name)
+        return name
 
     @property
     def parent(self) -> Future[Any] | None:
@@ -196,7 +179,7 @@ class Future(Node, Generic[T_co]):
             state = "cancelling"
         elif self._state == PENDING and self._started:
             state = "running"
-        return f"<asyncfork.Future {self._name!r} {state}>"
+        return f"<asyncfork.Future {self.name!r} {state}>"
 
     # -- results ---------------------------------------------------------------
 
@@ -237,19 +220,17 @@ class Future(Node, Generic[T_co]):
             loop = asyncio.get_running_loop()
             check_not_waiting_on_itself(self, "await")
             waiter = loop.create_future()
+            waker: object = waiter
             if loop is self._loop:
                 self._append_callback(waiter)
             else:
-                self.add_done_callback(_ForeignWaker(loop, waiter))
+                waker = _ForeignWaker(loop, waiter)
+                self.add_done_callback(waker)
             try:
                 yield from waiter
             except BaseException:
                 # Our waiter was cancelled: the fork itself goes on (others may share it).
-                if loop is self._loop and self._callbacks is not None:
-                    try:
-                        self._callbacks.remove(waiter)
-                    except ValueError:
-                        pass
+                self._discard_callback(waker)
                 raise
         return self._outcome()
 
@@ -282,13 +263,21 @@ class Future(Node, Generic[T_co]):
             raise self._cancelled_error()
         raise asyncio.InvalidStateError(f"{self!r} is not done yet")
 
+    # asyncio.gather reads these two from the futures it was given.
+    def _make_cancelled_error(self) -> CancelledError:
+        return self._cancelled_error()
+
+    @property
+    def _cancel_message(self) -> str | None:
+        return self._cancel_msg
+
     def _cancelled_error(self) -> CancelledError:
         return CancelledError() if self._cancel_msg is None else CancelledError(self._cancel_msg)
 
     def _mark_retrieved(self) -> None:
         self._retrieved = True
         if self._never_retrieved is not None:
-            self._never_retrieved.future = None
+            self._never_retrieved.exc = None
             self._never_retrieved = None
 
     # -- cancellation ----------------------------------------------------------
@@ -329,11 +318,17 @@ class Future(Node, Generic[T_co]):
     ) -> None:
         """Call ``fn(fut)`` once, on the fork's loop thread, when the fork is done.
 
-        If the Future is already done, ``fn`` is called at once in this thread.
-        ``context`` is the ``contextvars.Context`` to run it in (as in asyncio).
+        If the Future is already done, ``fn`` is called at once in a thread without
+        a running loop, and soon (``loop.call_soon``) in a thread that runs one, as
+        asyncio's futures do: asyncio's combinators rely on that. ``context`` is the
+        ``contextvars.Context`` to run it in (as in asyncio).
         """
         if self._state != PENDING:
-            _call(fn, self, context)
+            running = _get_running_loop()
+            if running is None:
+                _call(fn, self, context)
+            else:
+                running.call_soon(fn, self, context=context)
         elif _get_running_loop() is self._loop:
             self._append_callback(_Callback(fn, context))
         else:
@@ -365,6 +360,24 @@ class Future(Node, Generic[T_co]):
         self._callbacks = kept
         return len(callbacks) - len(kept)
 
+    def _discard_callback(self, fn: object) -> None:
+        """Drop a waiter's callback without blocking (posted when off the loop thread)."""
+        if self._state != PENDING:
+            return
+        if _get_running_loop() is not self._loop:
+            try:
+                self._loop.call_soon_threadsafe(self._discard_callback, fn)
+            except RuntimeError:  # the loop is closed: nothing will run the callback
+                pass
+            return
+        callbacks = self._callbacks
+        if callbacks:
+            self._callbacks = [
+                cb
+                for cb in callbacks
+                if cb is not fn and not (type(cb) is _Callback and cb.fn is fn)
+            ]
+
     def _append_callback(self, item: Any) -> None:
         if self._callbacks is None:
             self._callbacks = [item]
@@ -394,11 +407,12 @@ class Future(Node, Generic[T_co]):
     def _settle(self, state: int, result: Any, exc: BaseException | None) -> None:
         if self._state != PENDING:
             return
-        self._state = state
         self._result = result
         if exc is not None:
             self._exception = exc
             self._tb = exc.__traceback__
+        self._state = state  # last: other threads read the outcome once they see it
+        self._task = None  # the task's context refers back to this Future
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -406,15 +420,21 @@ class Future(Node, Generic[T_co]):
         if scope is not None:
             scope._child_done(self)
         if exc is not None and self._parent is None and not self._retrieved:
-            self._never_retrieved = _NeverRetrieved(self)
+            self._never_retrieved = _NeverRetrieved(self.name, exc, self._tb)
         callbacks = self._callbacks
         if callbacks is not None:
             self._callbacks = None
+            interrupt: BaseException | None = None
             for item in callbacks:
                 if type(item) is _Callback:
-                    self._run_callback(item.fn, item.context)
+                    try:
+                        self._run_callback(item.fn, item.context)
+                    except (KeyboardInterrupt, SystemExit) as exc_:
+                        interrupt = interrupt or exc_  # the other callbacks still run
                 elif not item.done():
                     item.set_result(None)
+            if interrupt is not None:
+                raise interrupt
 
     def _set_result(self, value: Any) -> None:
         self._settle(FINISHED, value, None)

@@ -36,33 +36,11 @@ class Group(Node):
     """
 
     __module__ = "asyncfork"
-
-    __slots__ = (
-        "_aborting",
-        "_base_error",
-        "_cancel_requested",
-        "_errors",
-        "_exiting",
-        "_holding",
-        "_limit",
-        "_loop",
-        "_name",
-        "_owner",
-        "_state",
-        "_task",
-        "_timed_out",
-        "_timeout",
-        "_timer",
-        "_token",
-        "_user_cancelled",
-        "_waiting",
-        "fork",
-    )
+    _admits_at_once = False  # forks go through _admit (limit, refusal)
 
     def __init__(
         self, *, limit: int | None = None, timeout: float | None = None, name: str | None = None
     ) -> None:
-        super().__init__()
         self._limit = check_count(limit, "group(limit=...)")
         self._timeout = check_timeout(timeout, "group(timeout=...)")
         self._name = name
@@ -71,7 +49,7 @@ class Group(Node):
         self._exiting = False
         self._timed_out = False
         self._user_cancelled = False
-        self._cancel_requested = False  # we cancelled the owning task
+        self._owner_cancelled = False  # we cancelled the owning task
         self._errors: list[BaseException] = []
         self._base_error: BaseException | None = None
         self._holding: set[Future[Any]] = set()
@@ -223,8 +201,8 @@ class Group(Node):
         self._aborting = True
         self._cancel_children("its group is cancelling")
         task = self._task
-        if not self._exiting and task is not None and not self._cancel_requested:
-            self._cancel_requested = True
+        if not self._exiting and task is not None and not self._owner_cancelled:
+            self._owner_cancelled = True
             task.cancel()
 
     # -- exiting -----------------------------------------------------------------------
@@ -297,7 +275,7 @@ class Group(Node):
                 if not self._aborting:
                     outside_cancel = cancel
                     self._abort()
-        if self._cancel_requested:
+        if self._owner_cancelled:
             if getattr(self._task, "_must_cancel", False):
                 # Our cancel request never reached the body: take it now, not after the group.
                 try:

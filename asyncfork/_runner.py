@@ -66,10 +66,7 @@ def new_event_loop() -> AbstractEventLoop:
 class Roots(Node):
     """The root forks of a loop asyncfork owns, so they can be drained or cancelled."""
 
-    __slots__ = ("loop", "on_interrupt")
-
     def __init__(self, loop: AbstractEventLoop) -> None:
-        super().__init__()
         self.loop = loop
         # Set by af.run: a fork's KeyboardInterrupt or SystemExit ends the whole run.
         self.on_interrupt: Callable[[BaseException], None] | None = None

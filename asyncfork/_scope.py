@@ -27,12 +27,17 @@ CURRENT: contextvars.ContextVar[Node | None] = contextvars.ContextVar(
 class Node:
     """Bookkeeping for the children of one scope; all of it runs on the node's loop."""
 
-    __slots__ = ("_children", "_failed", "_on_joined")
-
-    def __init__(self) -> None:
-        self._children: set[Future[Any]] | None = None
-        self._failed: list[Future[Any]] | None = None
-        self._on_joined: Callable[[], None] | None = None
+    # No __slots__ here: nodes keep rarely used state in their instance dict.
+    # Class-level defaults: most forks never have a child, so they never store these.
+    _children: set[Future[Any]] | None = None
+    _failed: list[Future[Any]] | None = None
+    _on_joined: Callable[[], None] | None = None
+    # Forks on their way to this node from other threads (counted under a lock in _fork).
+    _inflight: int = 0
+    # Scheduling facts a fork reads from its scope; groups override them.
+    _limit: int | None = None
+    _cancel_requested: bool = False
+    _admits_at_once: bool = True  # no admission step (a group has one)
 
     def _fork_target(self, func: object) -> tuple[AbstractEventLoop, Future[Any] | None]:
         """The loop a fork made in this scope runs on, and its parent; raises if closed."""
@@ -67,13 +72,22 @@ class Node:
                 self._failed = [child]
             else:
                 self._failed.append(child)
-        if not children and self._on_joined is not None:
+        if not children and self._on_joined is not None and not self._inflight:
+            on_joined, self._on_joined = self._on_joined, None
+            on_joined()
+
+    def _inflight_arrived(self) -> None:
+        """A fork from another thread arrived and needed no registering: maybe joined now."""
+        if not self._children and self._on_joined is not None and not self._inflight:
             on_joined, self._on_joined = self._on_joined, None
             on_joined()
 
     def _when_joined(self, callback: Callable[[], None]) -> None:
-        """Call ``callback`` once every child has settled (at once if none is pending)."""
-        if self._children:
+        """Call ``callback`` once every child has settled (at once if none is pending).
+
+        One waiter at a time: a new callback replaces one whose waiter gave up.
+        """
+        if self._children or self._inflight:
             self._on_joined = callback
         else:
             callback()

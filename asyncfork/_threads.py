@@ -22,9 +22,11 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ._future import Future
 
-QUEUED = 0
-RUNNING = 1
-DROPPED = 2  # cancelled before it started: never runs
+CREATED = 0  # not yet handed to the pool (being launched, or waiting for a group slot)
+QUEUED = 1
+RUNNING = 2
+DROPPED = 3  # cancelled before it started: never runs
+FINISHED = 4  # the function has returned (or raised)
 _EXIT = object()  # tells a worker thread to end
 
 
@@ -52,7 +54,7 @@ class WorkItem:
         self.kwargs = kwargs
         self.context = context
         self.finish = finish
-        self.state = QUEUED
+        self.state = CREATED
 
     def run(self) -> None:
         """Run the call in this thread and report its outcome through ``finish``."""
@@ -70,6 +72,7 @@ class WorkItem:
             error = exc.with_traceback(exc.__traceback__.tb_next if exc.__traceback__ else None)
         finally:
             _local.item = previous
+            self.state = FINISHED
         # Drop references before reporting, so a finished Future keeps no arguments alive.
         self.func = _nothing
         self.args = ()
@@ -124,6 +127,9 @@ class Pool:
 
     def submit(self, item: WorkItem) -> None:
         with self._lock:
+            if item.state != CREATED:
+                return  # dropped (cancelled) on its way here
+            item.state = QUEUED
             self._queue.append(item)
             self._dispatch_locked()
 
@@ -196,9 +202,9 @@ class Pool:
             return True
 
     def drop(self, item: WorkItem) -> bool:
-        """Make a queued item never run; False if it has started."""
+        """Make a queued (or not yet queued) item never run; False if it has started."""
         with self._lock:
-            if item.state != QUEUED:
+            if item.state not in (CREATED, QUEUED):
                 return False
             item.state = DROPPED
             return True
