@@ -21,7 +21,7 @@ from . import _threads
 from ._errors import callable_name, check_timeout
 from ._future import PENDING, Future
 from ._runner import OWNED, background_loop, note_interrupt
-from ._scope import CURRENT, Node
+from ._scope import CURRENT, Node, joined_future
 from ._threads import WorkItem
 
 if TYPE_CHECKING:
@@ -409,20 +409,13 @@ async def _join(fut: Future[Any]) -> CancelledError | None:
     cancelled = None
     loop = fut._loop
     while fut._children or fut._inflight:
-        waiter = loop.create_future()
-        fut._when_joined(partial(_wake, waiter))
         try:
-            await waiter
+            await joined_future(fut, loop)
         except CancelledError as exc:
             cancelled = exc
             fut._on_joined = None
             fut._cancel_children()
     return cancelled
-
-
-def _wake(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
 
 
 def _start_coroutine(

@@ -20,7 +20,7 @@ from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 from ._errors import DeadlockError, callable_name, check_timeout
-from ._scope import CURRENT, Node
+from ._scope import CURRENT, Node, wake
 
 # Covariant: a Future only hands its value out, so a Future[int] is a Future[int | None].
 T_co = TypeVar("T_co", covariant=True)
@@ -375,7 +375,7 @@ class Future(Node, Generic[T_co]):
             self._callbacks = [
                 cb
                 for cb in callbacks
-                if cb is not fn and not (type(cb) is _Callback and cb.fn is fn)
+                if cb is not fn and not (type(cb) is _Callback and cb.fn == fn)
             ]
 
     def _append_callback(self, item: Any) -> None:
@@ -474,14 +474,9 @@ class _ForeignWaker:
 
     def __call__(self, _fut: object) -> None:
         try:
-            self.loop.call_soon_threadsafe(_wake, self.waiter)
+            self.loop.call_soon_threadsafe(wake, self.waiter)
         except RuntimeError:  # the waiting loop is gone; nobody is left to wake
             pass
-
-
-def _wake(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
 
 
 def current_fork() -> Future[Any] | None:

@@ -12,17 +12,17 @@ from asyncio import AbstractEventLoop, CancelledError
 from collections import deque
 from collections.abc import Callable
 from contextvars import Token
-from functools import partial
 from types import TracebackType
 from typing import Any
 
 from ._errors import DeadlockError, callable_name, check_count, check_timeout
-from ._fork import Forker, _wake
+from ._fork import Forker
 from ._future import PENDING, Future, current_fork
 from ._runner import background_loop
-from ._scope import CURRENT, Node
+from ._scope import CURRENT, Node, joined_future
 
 _NEW, _OPEN, _CLOSED = range(3)
+_REFUSED_BY = "_asyncfork_refused_by"  # marks the CancelledError a group raised itself
 
 
 class Group(Node):
@@ -119,10 +119,12 @@ class Group(Node):
                 "Fork into a group inside its body: `async with af.group() as g: g.fork(...)`"
             )
         if self._refusing:
-            raise CancelledError(
+            refusal = CancelledError(
                 f"{callable_name(func)} was not started: {self!r} is failing, cancelled or "
                 "timed out"
             )
+            setattr(refusal, _REFUSED_BY, self)  # so the exit knows it for its own
+            raise refusal
         assert self._loop is not None
         return self._loop, self._owner
 
@@ -131,7 +133,7 @@ class Group(Node):
 
     def _admit(self, child: Future[Any], start: Callable[[Future[Any]], None]) -> None:
         """On the loop: start a newly registered child now, or queue it under ``limit``."""
-        if self._refusing:
+        if self._refusing or self._state != _OPEN:
             child._cancel_on_loop("its group is failing, cancelled or timed out")
         elif self._limit is None:
             start(child)
@@ -149,9 +151,13 @@ class Group(Node):
             self._holding.discard(child)
             while self._waiting and len(self._holding) < self._limit:
                 fut, start = self._waiting.popleft()
-                if fut._state == PENDING:
-                    self._holding.add(fut)
-                    start(fut)
+                if fut._state != PENDING:
+                    continue
+                if self._refusing:  # failing: the queued children never start
+                    fut._cancel_on_loop("its group is failing, cancelled or timed out")
+                    continue
+                self._holding.add(fut)
+                start(fut)
         exc = child._exception
         if exc is not None:
             child._mark_retrieved()  # the group reports it
@@ -222,17 +228,24 @@ class Group(Node):
             self._errors.append(exc)
         self._abort()
 
-    def _close(self) -> None:
+    def _close_on_loop(self) -> None:
         self._state = _CLOSED
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+    def _reset_scope(self) -> None:
+        """In the body's thread: the code after the block is no longer in the group."""
         if self._token is not None:
             try:
                 CURRENT.reset(self._token)
             except ValueError:  # exited in another context than it was entered in
                 pass
             self._token = None
+
+    def _refused(self, exc: BaseException | None) -> bool:
+        """True if ``exc`` is the CancelledError this group raised to refuse a fork."""
+        return getattr(exc, _REFUSED_BY, None) is self
 
     def _raise_outcome(
         self, exc: BaseException | None, outside_cancel: BaseException | None
@@ -263,17 +276,16 @@ class Group(Node):
     ) -> bool:
         assert self._loop is not None
         assert self._task is not None
-        outside_cancel = exc if isinstance(exc, CancelledError) and not self._refusing else None
+        # As asyncio.TaskGroup: a CancelledError propagates unless it was only ours.
+        propagate = exc if isinstance(exc, CancelledError) else None
         self._body_ended(exc)
         while self._children:
-            waiter = self._loop.create_future()
-            self._when_joined(partial(_wake, waiter))
             try:
-                await waiter
+                await joined_future(self, self._loop)
             except CancelledError as cancel:
                 self._on_joined = None
                 if not self._aborting:
-                    outside_cancel = cancel
+                    propagate = cancel
                     self._abort()
         if self._owner_cancelled:
             if getattr(self._task, "_must_cancel", False):
@@ -282,10 +294,13 @@ class Group(Node):
                     await asyncio.sleep(0)
                 except CancelledError:
                     pass
-            if self._task.uncancel() == 0 and outside_cancel is not None and outside_cancel is exc:
-                outside_cancel = None
-        self._close()
-        return self._raise_outcome(exc, outside_cancel)
+            if self._task.uncancel() == 0:
+                propagate = None  # no cancellation but ours
+        elif propagate is not None and self._refused(propagate):
+            propagate = None
+        self._close_on_loop()
+        self._reset_scope()
+        return self._raise_outcome(exc, propagate)
 
     def __exit__(
         self,
@@ -296,23 +311,34 @@ class Group(Node):
         from ._wait import blocking_acquire
 
         assert self._loop is not None
-        outside_cancel = exc if isinstance(exc, CancelledError) and not self._refusing else None
+        outcome: list[BaseException | None] = []
         joined = threading.Lock()
         joined.acquire()
 
-        def at_exit() -> None:
+        def at_exit() -> None:  # on the loop, where the group's state is current
+            ours = self._refusing or self._refused(exc)
+            outcome.append(exc if isinstance(exc, CancelledError) and not ours else None)
             self._body_ended(exc)
-            self._when_joined(joined.release)
+            self._when_joined(on_joined)
+
+        def on_joined() -> None:
+            self._close_on_loop()
+            joined.release()
 
         self._loop.call_soon_threadsafe(at_exit)
         try:
             blocking_acquire(joined, None)
         except KeyboardInterrupt:
-            self._loop.call_soon_threadsafe(self._abort)  # cancel the children, even once closed
-            self._close()
+            self._loop.call_soon_threadsafe(self._interrupted)
+            self._reset_scope()
             raise
-        self._close()
-        return self._raise_outcome(exc, outside_cancel)
+        self._reset_scope()
+        return self._raise_outcome(exc, outcome[0])
+
+    def _interrupted(self) -> None:
+        """Ctrl-C at a sync group's exit: cancel the children and close, without waiting."""
+        self._abort()
+        self._close_on_loop()
 
 
 def group(

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
-from functools import partial
 from typing import Any, Literal, ParamSpec, TypeVar, overload
 
 from . import _runner, _threads
 from ._errors import check_count
-from ._fork import _wake, fork
+from ._fork import fork
 from ._future import Future, current_fork
 from ._runner import OWNED, Roots, new_event_loop
+from ._scope import joined_future, wake
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -104,15 +104,13 @@ async def _supervise(
 async def _first_of(*futures: asyncio.Future[Any] | Future[Any]) -> None:
     waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     for fut in futures:
-        fut.add_done_callback(lambda _: _wake(waiter))
+        fut.add_done_callback(lambda _: wake(waiter))
     await waiter
 
 
 def _drained(roots: Roots) -> asyncio.Future[None]:
     """A future that is done once every root fork has finished."""
-    drained: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    roots._when_joined(partial(_wake, drained))
-    return drained
+    return joined_future(roots, asyncio.get_running_loop())
 
 
 def _cancel_and_clean_up(loop: asyncio.AbstractEventLoop, roots: Roots) -> None:

@@ -16,8 +16,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import _threads
-from ._errors import DeadlockError
-from ._scope import Node
+from ._errors import DeadlockError, check_timeout
+from ._scope import Node, joined_future
 
 if TYPE_CHECKING:
     from ._future import Future
@@ -68,6 +68,7 @@ class Roots(Node):
 
     def __init__(self, loop: AbstractEventLoop) -> None:
         self.loop = loop
+        self.background: _Background | None = None  # set for the background loop's roots
         # Set by af.run: a fork's KeyboardInterrupt or SystemExit ends the whole run.
         self.on_interrupt: Callable[[BaseException], None] | None = None
 
@@ -104,7 +105,8 @@ class _Background:
     def __init__(self) -> None:
         self.loop = new_event_loop()
         self.roots = Roots(self.loop)
-        self.thread = threading.Thread(target=self._serve, name="asyncfork-loop", daemon=True)
+        self.roots.background = self
+        self.thread = threading.Thread(target=self._serve, name=_LOOP_THREAD_NAME, daemon=True)
         self._ready = threading.Event()
         OWNED[self.loop] = self.roots
         self.thread.start()
@@ -121,9 +123,22 @@ class _Background:
             except BaseException:  # a callback's KeyboardInterrupt or SystemExit: keep serving
                 continue
         try:
+            # Forks that reached the loop after the drain (they raced shutdown) are
+            # cancelled and finish their cleanup, as asyncio.run does with its tasks.
+            self.roots._cancel_children("asyncfork is shutting down")
+            loop.run_until_complete(self._joined())
+            tasks = asyncio.all_tasks(loop)
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
             loop.run_until_complete(loop.shutdown_asyncgens())
         finally:
             loop.close()
+
+    async def _joined(self) -> None:
+        while self.roots.pending():
+            await joined_future(self.roots, self.loop)
 
     def wait_joined(self, cancel: str, timeout: float | None) -> bool:
         """Block until every root fork is done; ``cancel`` is "none", "daemons" or "all"."""
@@ -146,6 +161,7 @@ class _Background:
         OWNED.pop(self.loop, None)
 
 
+_LOOP_THREAD_NAME = "asyncfork-loop"
 _background: _Background | None = None
 _background_lock = threading.Lock()
 
@@ -158,40 +174,53 @@ def background_loop() -> AbstractEventLoop:
     return bg.loop
 
 
+_drain_registered = False
+
+
 def _start_background() -> _Background:
-    global _background
+    global _background, _drain_registered
     with _background_lock:
         if _background is None:
             _background = _Background()
-            atexit.register(_drain_at_exit)
+            if not _drain_registered:
+                # Registered at the first start, so it runs before the atexit handlers
+                # the program registered earlier (atexit runs them last-in, first-out).
+                atexit.register(_drain_at_exit)
+                _drain_registered = True
         return _background
 
 
 def is_background_thread() -> bool:
-    bg = _background
-    return bg is not None and threading.current_thread() is bg.thread
+    return threading.current_thread().name == _LOOP_THREAD_NAME and any(
+        bg.thread is threading.current_thread() for bg in _all_backgrounds()
+    )
+
+
+def _all_backgrounds() -> list[_Background]:
+    return [roots.background for roots in OWNED.values() if roots.background is not None]
 
 
 def shutdown(*, cancel: bool = False, timeout: float | None = None) -> None:
     global _background
-    if timeout is not None and not timeout >= 0:
-        raise ValueError(f"shutdown(timeout=...) must be >= 0 or None, not {timeout!r}")
+    timeout = check_timeout(timeout, "shutdown(timeout=...)")
     if is_background_thread() or _threads.on_worker_thread():
         raise DeadlockError(
             "af.shutdown() waits for asyncfork's own threads, so it cannot run on one of them; "
             "call it from the main thread (or any thread asyncfork does not own)"
         )
     with _background_lock:
-        bg = _background
-        if bg is not None:
-            if not bg.wait_joined("all" if cancel else "daemons", timeout):
-                raise TimeoutError(
-                    f"af.shutdown(): {bg.roots.pending()} forks still running after {timeout}s; "
-                    "use af.shutdown(cancel=True) to cancel them"
-                )
-            _background = None
-            atexit.unregister(_drain_at_exit)
-            bg.stop()
+        # Forks made from now on start a new background loop, not this closing one.
+        bg, _background = _background, None
+    if bg is not None:
+        if not bg.wait_joined("all" if cancel else "daemons", timeout):
+            with _background_lock:
+                if _background is None:
+                    _background = bg  # it keeps running, and remains the background loop
+            raise TimeoutError(
+                f"af.shutdown(): {bg.roots.pending()} forks still running after {timeout}s; "
+                "use af.shutdown(cancel=True) to cancel them"
+            )
+        bg.stop()
     _threads.stop_pool()
 
 

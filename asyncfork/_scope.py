@@ -10,9 +10,11 @@ Every method here runs on the node's loop thread, so no locks are needed.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 from asyncio import AbstractEventLoop
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -22,6 +24,19 @@ if TYPE_CHECKING:
 CURRENT: contextvars.ContextVar[Node | None] = contextvars.ContextVar(
     "asyncfork.current", default=None
 )
+
+
+def wake(waiter: asyncio.Future[None]) -> None:
+    """Resolve a loop future that a coroutine awaits, unless its waiter has gone."""
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+def joined_future(node: Node, loop: AbstractEventLoop) -> asyncio.Future[None]:
+    """A loop future that resolves once every child of ``node`` has settled."""
+    waiter: asyncio.Future[None] = loop.create_future()
+    node._when_joined(partial(wake, waiter))
+    return waiter
 
 
 class Node:

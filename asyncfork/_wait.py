@@ -120,7 +120,15 @@ def block_until_done(
         for fut in pending:
             fut.cancel("KeyboardInterrupt while waiting")
         raise
+    finally:
+        _forget(pending, waker)
     return waker.first_failure
+
+
+def _forget(futs: Iterable[Future[Any]], callback: object) -> None:
+    """A waiter is leaving: take its callback off the Futures that are still pending."""
+    for fut in futs:
+        fut._discard_callback(callback)
 
 
 async def _await_done(
@@ -160,6 +168,7 @@ async def _await_done(
                 ) from None
     finally:
         waker.fire = None  # no later wake-ups for a waiter that has gone
+        _forget(pending, waker)
     return waker.first_failure
 
 
@@ -301,6 +310,7 @@ class AsCompleted(Iterator[Future[T]]):
         try:
             fut = self._queue.get(timeout=self._remaining())
         except queue.Empty:
+            _forget(self._futs, self._queue.put)
             raise self._timed_out() from None
         finally:
             if pool is not None:
@@ -324,13 +334,16 @@ class AsCompleted(Iterator[Future[T]]):
 
         for fut in self._futs:
             fut.add_done_callback(arrived)
-        while self._left:
-            try:
-                fut = await asyncio.wait_for(done.get(), self._remaining())
-            except TimeoutError:
-                raise self._timed_out() from None
-            self._left -= 1
-            yield fut
+        try:
+            while self._left:
+                try:
+                    fut = await asyncio.wait_for(done.get(), self._remaining())
+                except TimeoutError:
+                    raise self._timed_out() from None
+                self._left -= 1
+                yield fut
+        finally:
+            _forget(self._futs, arrived)
 
 
 def as_completed(futs: Iterable[Future[T]], *, timeout: float | None = None) -> AsCompleted[T]:

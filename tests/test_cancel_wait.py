@@ -150,10 +150,23 @@ def test_background_coroutine_fork_cancelled_before_start_never_runs(loop_kind: 
     async def body() -> None:
         ran.append(True)
 
+    # Hold the background loop in one step, so that the fork cannot start before the
+    # cancel arrives (from this thread, "right after fork" is otherwise a race).
+    holding = threading.Event()
+    release = threading.Event()
+
+    async def hold_the_loop() -> None:
+        holding.set()
+        release.wait(T)
+
+    holder = af.fork(hold_the_loop)
+    assert holding.wait(T)
     fut = af.fork(body)
     assert fut.cancel() is True
+    release.set()
     with pytest.raises(asyncio.CancelledError):
         fut.result(timeout=T)
+    holder.result(timeout=T)
     flush_background_loop()
     assert ran == []
 
