@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, cast, overlo
 
 from . import _threads
 from ._errors import callable_name, check_timeout
-from ._future import PENDING, Future
+from ._future import FINISHED, PENDING, Future
 from ._runner import OWNED, background_loop, note_interrupt
 from ._scope import CURRENT, Node, joined_future
 from ._threads import WorkItem
@@ -187,7 +187,10 @@ class Forker:
 
     def __call__(self, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         """Start ``func(*args, **kwargs)`` and return its Future at once."""
-        kind = _classify(func)
+        if type(func) is FunctionType and func.__code__.co_flags & _CO_COROUTINE:
+            kind = _COROUTINE  # the common case, decided without a call
+        else:
+            kind = _classify(func)
         if kind == _COROUTINE and self._executor is not None:
             raise TypeError(
                 f"fork.options(executor=...) runs sync callables, but {callable_name(func)} is a "
@@ -198,7 +201,11 @@ class Forker:
         group = self._group
         scope: Node | None = group if group is not None else None if self._detached else node
         parent: Future[Any] | None = None
-        if scope is not None:
+        if type(scope) is Future and scope._state == PENDING:
+            # A child of the running fork: the common case, without a method call.
+            parent = scope  # pyright: ignore[reportUnknownVariableType]
+            loop = parent._loop
+        elif scope is not None:
             loop, parent = scope._fork_target(func)
         elif running is not None:
             loop = running
@@ -207,11 +214,19 @@ class Forker:
         else:
             loop = background_loop()
 
-        fut: Future[Any] = Future._new(loop, self._name or func, parent, scope)
+        fut: Future[Any] = Future._new(
+            loop,
+            self._name or func,
+            parent,  # pyright: ignore[reportUnknownArgumentType]
+            scope,  # pyright: ignore[reportUnknownArgumentType]
+        )
         if scope is None:
             fut._scope = OWNED.get(loop)
-        fut._daemon = self._daemon
-        fut._on_cancel = self._on_cancel
+        # Only non-defaults are stored: most forks then never allocate an instance dict.
+        if self._daemon:
+            fut._daemon = True
+        if self._on_cancel != "wait":
+            fut._on_cancel = self._on_cancel
         deadline = None
         if self._timeout is not None:
             fut._timeout = self._timeout
@@ -229,7 +244,8 @@ class Forker:
                 # The hot path: a coroutine fork on the running loop.
                 if held is not None:
                     held._add_child(fut)
-                fut._task = _Task(_drive(fut, func, args, kwargs), loop=loop)
+                # An empty kwargs dict is not kept: a pending fork should cost little memory.
+                fut._task = _Task(_drive(fut, func, args, kwargs or None), loop=loop)
                 return fut
             context = copy_context()  # now: a queued fork still sees the context of its fork()
             start: Callable[[Future[Any]], None] = partial(
@@ -350,6 +366,9 @@ def _cancelled_error(fut: Future[Any]) -> CancelledError:
 
 def _finish(fut: Future[Any], value: Any, exc: BaseException | None) -> None:
     """Settle a fork whose body and children are done, by DESIGN's outcome rules."""
+    if exc is None and fut._failed is None:  # the common case: a value, no failed child
+        fut._settle(FINISHED, value, None)
+        return
     errors = fut._unretrieved_failures()
     cancelled = isinstance(exc, CancelledError)
     if errors:
@@ -381,7 +400,7 @@ async def _drive(
     fut._started = True
     CURRENT.set(fut)
     try:
-        value = await func(*args, **kwargs)
+        value = await (func(*args, **kwargs) if kwargs else func(*args))
     except BaseException as exc:  # KeyboardInterrupt too: a fork never takes its loop down
         tb = exc.__traceback__
         if tb is not None and tb.tb_frame.f_code is _DRIVE_CODE:

@@ -218,7 +218,8 @@ class Future(Node, Generic[T_co]):
     def __await__(self) -> Generator[Any, None, T_co]:
         if self._state == PENDING:
             loop = asyncio.get_running_loop()
-            check_not_waiting_on_itself(self, "await")
+            if self._depth <= _waiter_depth():  # only then can it be the waiter's ancestor
+                check_not_waiting_on_itself(self, "await")
             waiter = loop.create_future()
             waker: object = waiter
             if loop is self._loop:
@@ -483,6 +484,15 @@ def current_fork() -> Future[Any] | None:
     """The fork whose code is running now, looking through groups to their owner."""
     node = CURRENT.get()
     return None if node is None else node._owner_fork()
+
+
+def _waiter_depth() -> int:
+    """The depth of the running fork (-1 outside forks): a cheap pre-check for deadlocks."""
+    node = CURRENT.get()
+    if node is None:
+        return -1
+    fork = node._owner_fork()
+    return -1 if fork is None else fork._depth
 
 
 def check_not_waiting_on_itself(fut: Future[Any], how: str) -> None:
