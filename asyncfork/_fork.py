@@ -411,6 +411,9 @@ async def _drive(
             fut._cancel_children()
             await _join(fut)
         _finish(fut, None, exc)
+        # The traceback reaches this frame: drop its references, or they form a cycle
+        # that keeps a failed Future (and its never-retrieved report) alive until a GC.
+        del fut, exc
         return
     if fut._children or fut._inflight:
         cancelled = await _join(fut)
@@ -457,7 +460,9 @@ def _cancel_coroutine(fut: Future[Any], msg: str | None) -> None:
     if fut._returned is not None:  # a coroutine a sync fork returned, never started
         fut._returned.close()
         fut._returned = None
-    _finish(fut, None, _cancelled_error(fut))  # never started; _launch will skip it
+    # Never started (_launch will skip it). Only a sync fork's part can have made children.
+    fut._cancel_children(msg)
+    fut._when_joined(partial(_finish, fut, None, _cancelled_error(fut)))
 
 
 # -- sync forks in worker threads -----------------------------------------------------

@@ -414,6 +414,8 @@ class Future(Node, Generic[T_co]):
             self._tb = exc.__traceback__
         self._state = state  # last: other threads read the outcome once they see it
         self._task = None  # the task's context refers back to this Future
+        if self._item is not None:
+            self._item = None  # the work item refers back to this Future
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -435,7 +437,9 @@ class Future(Node, Generic[T_co]):
                 elif not item.done():
                     item.set_result(None)
             if interrupt is not None:
-                raise interrupt
+                # Out of the loop from a plain callback (not from the fork's own task,
+                # where asyncio would log it as a task exception nobody retrieved).
+                self._loop.call_soon(_reraise, interrupt)
 
     def _set_result(self, value: Any) -> None:
         self._settle(FINISHED, value, None)
@@ -445,6 +449,10 @@ class Future(Node, Generic[T_co]):
 
     def _set_cancelled(self) -> None:
         self._settle(CANCELLED, None, None)
+
+
+def _reraise(exc: BaseException) -> None:
+    raise exc
 
 
 class _Callback:
