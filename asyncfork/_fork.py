@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, cast, overlo
 from . import _threads
 from ._errors import callable_name, check_timeout
 from ._future import FINISHED, PENDING, Future
+from ._mailbox import post
 from ._runner import OWNED, background_loop, note_interrupt
 from ._scope import CURRENT, Node, joined_future
 from ._threads import WorkItem
@@ -306,7 +307,7 @@ def _post_launch(
 
 def _post(loop: AbstractEventLoop, fn: Callable[..., object], *args: Any) -> None:
     try:
-        loop.call_soon_threadsafe(fn, *args)
+        post(loop, fn, *args)
     except RuntimeError:
         raise RuntimeError(
             f"cannot fork onto {loop!r}: the event loop is closed. Fork from code that runs "
@@ -478,7 +479,7 @@ def _sync_returned(item: WorkItem, value: Any, error: BaseException | None) -> N
     """In the worker thread: hand the outcome to the fork's loop."""
     fut = item.future
     try:
-        fut._loop.call_soon_threadsafe(_sync_settle, fut, item, value, error)
+        post(fut._loop, _sync_settle, fut, item, value, error)
     except RuntimeError:  # the loop is closed: settle here, nobody else can
         if error is None and inspect.iscoroutine(value):
             value.close()
@@ -556,7 +557,7 @@ def _start_executor(
 
     def returned(cf: Any) -> None:
         try:
-            loop.call_soon_threadsafe(_executor_settle, fut, cf)
+            post(loop, _executor_settle, fut, cf)
         except RuntimeError:
             _executor_settle(fut, cf)
 

@@ -20,6 +20,7 @@ from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 from ._errors import DeadlockError, callable_name, check_timeout
+from ._mailbox import post
 from ._scope import CURRENT, Node, wake
 
 # Covariant: a Future only hands its value out, so a Future[int] is a Future[int | None].
@@ -296,7 +297,7 @@ class Future(Node, Generic[T_co]):
         if _get_running_loop() is self._loop:
             return self._cancel_on_loop(msg)
         try:
-            self._loop.call_soon_threadsafe(self._cancel_on_loop, msg)
+            post(self._loop, self._cancel_on_loop, msg)
         except RuntimeError:  # the loop is closed: nothing can run this fork any more
             return False
         return True
@@ -367,7 +368,7 @@ class Future(Node, Generic[T_co]):
             return
         if _get_running_loop() is not self._loop:
             try:
-                self._loop.call_soon_threadsafe(self._discard_callback, fn)
+                post(self._loop, self._discard_callback, fn)
             except RuntimeError:  # the loop is closed: nothing will run the callback
                 pass
             return
@@ -387,7 +388,7 @@ class Future(Node, Generic[T_co]):
 
     def _post(self, fn: Callable[..., object], *args: Any) -> None:
         try:
-            self._loop.call_soon_threadsafe(fn, *args)
+            post(self._loop, fn, *args)
         except RuntimeError:
             if self._state == PENDING:
                 raise RuntimeError(f"the event loop of {self!r} is closed") from None
@@ -483,7 +484,7 @@ class _ForeignWaker:
 
     def __call__(self, _fut: object) -> None:
         try:
-            self.loop.call_soon_threadsafe(wake, self.waiter)
+            post(self.loop, wake, self.waiter)
         except RuntimeError:  # the waiting loop is gone; nobody is left to wake
             pass
 

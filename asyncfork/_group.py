@@ -18,6 +18,7 @@ from typing import Any
 from ._errors import DeadlockError, callable_name, check_count, check_timeout
 from ._fork import Forker
 from ._future import PENDING, Future, current_fork
+from ._mailbox import post
 from ._runner import background_loop
 from ._scope import CURRENT, Node, joined_future
 
@@ -80,7 +81,7 @@ class Group(Node):
         self._token = CURRENT.set(self)
         if self._timeout is not None:
             deadline = time.monotonic() + self._timeout
-            loop.call_soon_threadsafe(self._arm_timer, deadline)
+            post(loop, self._arm_timer, deadline)
 
     def _arm_timer(self, deadline: float) -> None:
         if self._state == _OPEN:
@@ -190,7 +191,7 @@ class Group(Node):
         if asyncio._get_running_loop() is loop:
             self._cancel_on_loop()
         else:
-            loop.call_soon_threadsafe(self._cancel_on_loop)
+            post(loop, self._cancel_on_loop)
 
     def _cancel_on_loop(self) -> None:
         if self._state == _OPEN:
@@ -325,11 +326,11 @@ class Group(Node):
             self._close_on_loop()
             joined.release()
 
-        self._loop.call_soon_threadsafe(at_exit)
+        post(self._loop, at_exit)
         try:
             blocking_acquire(joined, None)
         except KeyboardInterrupt:
-            self._loop.call_soon_threadsafe(self._interrupted)
+            post(self._loop, self._interrupted)
             self._reset_scope()
             raise
         self._reset_scope()

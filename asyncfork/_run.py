@@ -13,6 +13,7 @@ from . import _runner, _threads
 from ._errors import check_count
 from ._fork import fork
 from ._future import Future, current_fork
+from ._mailbox import close_mailbox, open_mailbox
 from ._runner import OWNED, Roots, new_event_loop
 from ._scope import joined_future, wake
 
@@ -45,6 +46,7 @@ def run(func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
     loop = new_event_loop()
     roots = Roots(loop)
     OWNED[loop] = roots
+    open_mailbox(loop)
     try:
         asyncio.set_event_loop(loop)
         started: list[Future[Any]] = []
@@ -66,6 +68,7 @@ def run(func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         finally:
             asyncio.set_event_loop(None)
             loop.close()
+            close_mailbox(loop)
 
 
 async def _supervise(

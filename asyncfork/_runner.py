@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _threads
 from ._errors import DeadlockError, check_timeout
+from ._mailbox import close_mailbox, open_mailbox, post
 from ._scope import Node, joined_future
 
 if TYPE_CHECKING:
@@ -109,6 +110,7 @@ class _Background:
         self.thread = threading.Thread(target=self._serve, name=_LOOP_THREAD_NAME, daemon=True)
         self._ready = threading.Event()
         OWNED[self.loop] = self.roots
+        open_mailbox(self.loop)
         self.thread.start()
         self._ready.wait()
 
@@ -135,6 +137,7 @@ class _Background:
             loop.run_until_complete(loop.shutdown_asyncgens())
         finally:
             loop.close()
+            close_mailbox(loop)
 
     async def _joined(self) -> None:
         while self.roots.pending():
@@ -152,7 +155,7 @@ class _Background:
                 self.roots.cancel_daemons()
             self.roots._when_joined(done.release)
 
-        self.loop.call_soon_threadsafe(arm)
+        post(self.loop, arm)
         return done.acquire(timeout=-1 if timeout is None else timeout)
 
     def stop(self) -> None:

@@ -16,6 +16,7 @@ from typing import Any, TypeVar, cast, overload
 from . import _threads
 from ._errors import DeadlockError, check_timeout
 from ._future import CANCELLED, Future, check_not_waiting_on_itself
+from ._mailbox import post
 
 T = TypeVar("T")
 _get_running_loop = asyncio._get_running_loop
@@ -149,7 +150,7 @@ async def _await_done(
             if not woken.done():
                 woken.set_result(None)
         else:
-            loop.call_soon_threadsafe(fire)
+            post(loop, fire)
 
     waker = _Waker(len(pending), fail_fast, fire)
     for fut in pending:
@@ -330,7 +331,7 @@ class AsCompleted(Iterator[Future[T]]):
             if _get_running_loop() is loop:
                 done.put_nowait(fut)
             else:
-                loop.call_soon_threadsafe(done.put_nowait, fut)
+                post(loop, done.put_nowait, fut)
 
         for fut in self._futs:
             fut.add_done_callback(arrived)
