@@ -219,12 +219,17 @@ class Future(Node, Generic[T_co]):
     def __await__(self) -> Generator[Any, None, T_co]:
         if self._state == PENDING:
             loop = asyncio.get_running_loop()
-            if self._depth <= _waiter_depth():  # only then can it be the waiter's ancestor
-                check_not_waiting_on_itself(self, "await")
+            node = CURRENT.get()
+            if node is not None and self._depth <= node._depth:
+                check_not_waiting_on_itself(self, "await")  # it could be an ancestor
             waiter = loop.create_future()
             waker: object = waiter
             if loop is self._loop:
-                self._append_callback(waiter)
+                callbacks = self._callbacks
+                if callbacks is None:
+                    self._callbacks = [waiter]
+                else:
+                    callbacks.append(waiter)
             else:
                 waker = _ForeignWaker(loop, waiter)
                 self.add_done_callback(waker)
@@ -234,6 +239,8 @@ class Future(Node, Generic[T_co]):
                 # Our waiter was cancelled: the fork itself goes on (others may share it).
                 self._discard_callback(waker)
                 raise
+        if self._state == FINISHED and self._exception is None:
+            return self._result  # type: ignore[no-any-return]
         return self._outcome()
 
     __iter__ = __await__  # asyncio treats future-likes as iterables too
@@ -493,15 +500,6 @@ def current_fork() -> Future[Any] | None:
     """The fork whose code is running now, looking through groups to their owner."""
     node = CURRENT.get()
     return None if node is None else node._owner_fork()
-
-
-def _waiter_depth() -> int:
-    """The depth of the running fork (-1 outside forks): a cheap pre-check for deadlocks."""
-    node = CURRENT.get()
-    if node is None:
-        return -1
-    fork = node._owner_fork()
-    return -1 if fork is None else fork._depth
 
 
 def check_not_waiting_on_itself(fut: Future[Any], how: str) -> None:

@@ -77,6 +77,8 @@ class Group(Node):
             raise RuntimeError(f"{self!r} was entered already; make a new af.group() for each use")
         self._loop = loop
         self._owner = current_fork()
+        if self._owner is not None:
+            self._depth = self._owner._depth
         self._state = _OPEN
         self._token = CURRENT.set(self)
         if self._timeout is not None:

@@ -53,6 +53,8 @@ class Node:
     _limit: int | None = None
     _cancel_requested: bool = False
     _admits_at_once: bool = True  # no admission step (a group has one)
+    # Depth of the fork whose code runs in this scope (-1: none); a Future is its own.
+    _depth: int = -1
 
     def _fork_target(self, func: object) -> tuple[AbstractEventLoop, Future[Any] | None]:
         """The loop a fork made in this scope runs on, and its parent; raises if closed."""
