@@ -156,7 +156,7 @@ class _Background:
             self.roots._when_joined(done.release)
 
         post(self.loop, arm)
-        return done.acquire(timeout=-1 if timeout is None else timeout)
+        return _threads.acquire(done, timeout)
 
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from contextvars import Context
@@ -28,6 +29,36 @@ RUNNING = 2
 DROPPED = 3  # cancelled before it started: never runs
 FINISHED = 4  # the function has returned (or raised)
 _EXIT = object()  # tells a worker thread to end
+
+
+# How often the main thread wakes while it blocks, to notice a Ctrl-C that the kernel
+# delivered to another thread (a blocked lock wait is interrupted only in the thread
+# that received the signal). DESIGN asks for KeyboardInterrupt within 0.2 s.
+_MAIN_THREAD_SLICE = 0.05
+
+
+def wait_in_slices(attempt: Callable[[float], bool], timeout: float | None) -> bool:
+    """Call ``attempt(seconds)`` (a blocking wait) until it succeeds or ``timeout`` passes.
+
+    Off the main thread it is one wait; on the main thread, slices of at most
+    ``_MAIN_THREAD_SLICE``, so that Python gets to run a pending Ctrl-C handler.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return attempt(-1 if timeout is None else timeout)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        slice_ = _MAIN_THREAD_SLICE
+        if deadline is not None:
+            slice_ = min(slice_, max(0.0, deadline - time.monotonic()))
+        if attempt(slice_):
+            return True
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
+
+
+def acquire(lock: threading.Lock, timeout: float | None) -> bool:
+    """``lock.acquire`` that lets Ctrl-C through promptly on the main thread."""
+    return wait_in_slices(lambda seconds: lock.acquire(timeout=seconds), timeout)
 
 
 def default_limit() -> int:

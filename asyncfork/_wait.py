@@ -26,10 +26,10 @@ def blocking_acquire(lock: threading.Lock, timeout: float | None) -> bool:
     """Block on ``lock``; an asyncfork worker lends its pool slot out meanwhile."""
     pool = _threads.on_worker_thread()
     if pool is None:
-        return lock.acquire(timeout=-1 if timeout is None else timeout)
+        return _threads.acquire(lock, timeout)
     pool.lend_slot()
     try:
-        return lock.acquire(timeout=-1 if timeout is None else timeout)
+        return _threads.acquire(lock, timeout)
     finally:
         pool.reclaim_slot()
 
@@ -308,16 +308,25 @@ class AsCompleted(Iterator[Future[T]]):
         pool = _threads.on_worker_thread()
         if pool is not None:
             pool.lend_slot()
+        got: list[Future[T]] = []
+        done = self._queue
+
+        def attempt(seconds: float) -> bool:
+            try:
+                got.append(done.get(timeout=None if seconds < 0 else seconds))
+            except queue.Empty:
+                return False
+            return True
+
         try:
-            fut = self._queue.get(timeout=self._remaining())
-        except queue.Empty:
-            _forget(self._futs, self._queue.put)
-            raise self._timed_out() from None
+            if not _threads.wait_in_slices(attempt, self._remaining()):
+                _forget(self._futs, done.put)
+                raise self._timed_out()
         finally:
             if pool is not None:
                 pool.reclaim_slot()
         self._left -= 1
-        return fut
+        return got[0]
 
     def __aiter__(self) -> AsyncIterator[Future[T]]:
         return self._async_iter()
