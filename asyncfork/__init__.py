@@ -20,6 +20,10 @@ from ._run import configure as configure
 from ._run import current as current
 from ._run import run as run
 from ._run import shutdown as shutdown
+from ._trace import ForkRecord as ForkRecord
+from ._trace import Trace as Trace
+from ._trace import WaitRecord as WaitRecord
+from ._trace import trace as trace
 from ._wait import AsCompleted as AsCompleted
 from ._wait import as_completed as as_completed
 from ._wait import wait as wait
@@ -27,6 +31,7 @@ from ._wait import wait as wait
 __all__ = (
     "AsCompleted",
     "DeadlockError",
+    "ForkRecord",
     "Forker",
     "Future",
     "Group",
@@ -38,7 +43,10 @@ __all__ = (
     "group",
     "run",
     "shutdown",
+    "trace",
+    "Trace",
     "wait",
+    "WaitRecord",
 )
 
 __version__ = "0.1.0"

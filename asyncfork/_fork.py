@@ -17,7 +17,7 @@ from functools import partial
 from types import FunctionType, MethodType
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, cast, overload
 
-from . import _threads
+from . import _threads, _trace
 from ._errors import callable_name, check_timeout
 from ._future import FINISHED, PENDING, Future
 from ._mailbox import post
@@ -233,6 +233,8 @@ class Forker:
             fut._timeout = self._timeout
             deadline = time.monotonic() + self._timeout
 
+        if _trace.active is not None:  # the one check tracing costs when it is off
+            _record_fork(fut, kind, self._executor is not None, fut._scope)
         on_loop = running is loop
         held = fut._scope
         if kind == _COROUTINE:
@@ -303,6 +305,20 @@ def _post_launch(
             with _inflight_lock:
                 parent._inflight -= 1  # type: ignore[union-attr]
         raise
+
+
+def _record_fork(fut: Future[Any], kind: int, on_executor: bool, scope: Node | None) -> None:
+    trace = _trace.active
+    if trace is None:
+        return
+    label = "coroutine" if kind == _COROUTINE else "executor" if on_executor else "thread"
+    group = None
+    if scope is not None and not scope._admits_at_once:  # a group
+        group = getattr(scope, "_name", None) or f"group 0x{id(scope):x}"
+    try:
+        trace._fork_made(fut, label, group)
+    except Exception:
+        _trace.report_failure("recording a fork")
 
 
 def _post(loop: AbstractEventLoop, fn: Callable[..., object], *args: Any) -> None:
@@ -401,7 +417,10 @@ async def _drive(
     fut._started = True
     CURRENT.set(fut)
     try:
-        value = await (func(*args, **kwargs) if kwargs else func(*args))
+        awaitable = func(*args, **kwargs) if kwargs else func(*args)
+        if fut._record is not None and _trace.active is not None:
+            awaitable = _trace.TimedAwait(awaitable, fut._record, _trace.active)
+        value = await awaitable
     except BaseException as exc:  # KeyboardInterrupt too: a fork never takes its loop down
         tb = exc.__traceback__
         if tb is not None and tb.tb_frame.f_code is _DRIVE_CODE:
@@ -547,6 +566,9 @@ def _start_executor(
     fut: Future[Any], *, executor: Executor, func: Callable[..., Any], args: Any, kwargs: Any
 ) -> None:
     fut._started = True
+    if fut._record is not None and _trace.active is not None:
+        _trace.started(fut._record, _trace.active)
+        fut._record.thread = type(executor).__name__
     try:
         cf = executor.submit(func, *args, **kwargs)
     except BaseException as exc:

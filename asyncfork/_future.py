@@ -17,11 +17,15 @@ from asyncio import AbstractEventLoop, CancelledError
 from collections.abc import Callable, Coroutine, Generator
 from contextvars import Context
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from . import _trace
 from ._errors import DeadlockError, callable_name, check_timeout
 from ._mailbox import post
 from ._scope import CURRENT, Node, wake
+
+if TYPE_CHECKING:
+    from ._trace import ForkRecord
 
 # Covariant: a Future only hands its value out, so a Future[int] is a Future[int | None].
 T_co = TypeVar("T_co", covariant=True)
@@ -119,6 +123,7 @@ class Future(Node, Generic[T_co]):
     _daemon: bool = False
     _on_cancel: str = "wait"
     _returned: Coroutine[Any, Any, Any] | None = None  # a sync fork's coroutine, not started
+    _record: ForkRecord | None = None  # set while a trace records this fork
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         raise TypeError("asyncfork.Future has no public constructor; use af.fork(func, ...)")
@@ -224,6 +229,8 @@ class Future(Node, Generic[T_co]):
                 check_not_waiting_on_itself(self, "await")  # it could be an ancestor
             waiter = loop.create_future()
             waker: object = waiter
+            trace = _trace.active
+            wait = None if trace is None else trace._wait_began(self)
             if loop is self._loop:
                 callbacks = self._callbacks
                 if callbacks is None:
@@ -239,6 +246,9 @@ class Future(Node, Generic[T_co]):
                 # Our waiter was cancelled: the fork itself goes on (others may share it).
                 self._discard_callback(waker)
                 raise
+            finally:
+                if wait is not None:
+                    wait.end = _trace.now_of(wait)
         if self._state == FINISHED and self._exception is None:
             return self._result  # type: ignore[no-any-return]
         return self._outcome()
@@ -421,6 +431,15 @@ class Future(Node, Generic[T_co]):
             self._exception = exc
             self._tb = exc.__traceback__
         self._state = state  # last: other threads read the outcome once they see it
+        if self._record is not None:
+            _trace.settled(
+                self._record,
+                "cancelled"
+                if state == CANCELLED
+                else "value"
+                if exc is None
+                else type(exc).__name__,
+            )
         self._task = None  # the task's context refers back to this Future
         if self._item is not None:
             self._item = None  # the work item refers back to this Future

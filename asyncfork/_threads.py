@@ -20,6 +20,8 @@ from collections.abc import Callable
 from contextvars import Context
 from typing import TYPE_CHECKING, Any
 
+from . import _trace
+
 if TYPE_CHECKING:
     from ._future import Future
 
@@ -93,6 +95,13 @@ class WorkItem:
         _local.item = self
         value: Any = None
         error: BaseException | None = None
+        record = self.future._record
+        trace = _trace.active if record is not None else None
+        cpu = 0.0
+        if trace is not None:
+            assert record is not None
+            _trace.started(record, trace)
+            cpu = time.thread_time()
         try:
             value = self.context.run(self.func, *self.args, **self.kwargs)
         except StopIteration as exc:
@@ -104,6 +113,10 @@ class WorkItem:
         finally:
             _local.item = previous
             self.state = FINISHED
+            if trace is not None:
+                assert record is not None
+                record.busy += time.thread_time() - cpu
+                record.steps += 1
         # Drop references before reporting, so a finished Future keeps no arguments alive.
         self.func = _nothing
         self.args = ()

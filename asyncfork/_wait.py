@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from typing import Any, TypeVar, cast, overload
 
-from . import _threads
+from . import _threads, _trace
 from ._errors import DeadlockError, check_timeout
 from ._future import CANCELLED, Future, check_not_waiting_on_itself
 from ._mailbox import post
@@ -107,6 +107,7 @@ def block_until_done(
         return None
     released = threading.Lock()
     released.acquire()
+    waits = _trace_waits(pending)
     waker = _Waker(len(pending), fail_fast, released.release)
     for fut in pending:
         fut.add_done_callback(waker)
@@ -123,7 +124,20 @@ def block_until_done(
         raise
     finally:
         _forget(pending, waker)
+        _end_waits(waits)
     return waker.first_failure
+
+
+def _trace_waits(pending: list[Future[Any]]) -> list[_trace.WaitRecord | None]:
+    trace = _trace.active
+    return [] if trace is None else [trace._wait_began(fut) for fut in pending]
+
+
+def _end_waits(waits: list[_trace.WaitRecord | None]) -> None:
+    trace = _trace.active
+    if trace is not None:
+        for wait in waits:
+            trace._wait_ended(wait)
 
 
 def _forget(futs: Iterable[Future[Any]], callback: object) -> None:
@@ -155,6 +169,7 @@ async def _await_done(
     waker = _Waker(len(pending), fail_fast, fire)
     for fut in pending:
         fut.add_done_callback(waker)
+    waits = _trace_waits(pending)
     try:
         if seconds is None:
             await woken
@@ -170,6 +185,7 @@ async def _await_done(
     finally:
         waker.fire = None  # no later wake-ups for a waiter that has gone
         _forget(pending, waker)
+        _end_waits(waits)
     return waker.first_failure
 
 

@@ -1,0 +1,244 @@
+"""Capturing the fork/wait graph: records of forks and waits while a trace is active.
+
+Switched off, the runtime pays one check per fork (and one per blocking wait):
+``active is None``. Switched on, every fork gets a :class:`ForkRecord` (held by its
+Future), coroutine forks are timed step by step, sync forks by their thread's CPU
+time, and every wait on an unfinished Future gets a :class:`WaitRecord`.
+"""
+
+# The package's modules share each other's private names by design.
+# pyright: reportPrivateUsage=false
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Generator
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+if TYPE_CHECKING:
+    from ._future import Future
+
+logger = logging.getLogger("asyncfork")
+_clock = time.perf_counter
+
+
+@attrs.define(eq=False)
+class ForkRecord:
+    """One fork, as the trace saw it. Times are seconds since the trace started."""
+
+    id: int
+    parent: int | None
+    group: str | None
+    name: str
+    kind: str  # "coroutine", "thread" or "executor"
+    loop: str  # the loop (and its thread) the fork belongs to
+    created: float
+    thread: str | None = None  # where its code ran: the loop's thread or a worker's
+    started: float | None = None
+    finished: float | None = None
+    outcome: str | None = None  # "value", "cancelled", or the exception's type name
+    busy: float = 0.0  # time its steps ran (coroutine) or its thread's CPU time (sync)
+    steps: int = 0
+
+
+@attrs.define(eq=False)
+class WaitRecord:
+    """Code (a fork, or ``waiter=None`` for code outside forks) waiting on a Future."""
+
+    waiter: int | None
+    awaited: int
+    thread: str
+    start: float
+    end: float | None = None
+
+
+# The trace being recorded, if any.
+active: Trace | None = None
+_active_lock = threading.Lock()
+
+
+class Trace:
+    """The forks and waits recorded while ``with af.trace() as t:`` was active.
+
+    Use it as ``with`` or ``async with``. Afterwards: :meth:`summary`,
+    :meth:`to_chrome_trace`, :meth:`to_html`, :meth:`to_dot`.
+    """
+
+    __module__ = "asyncfork"
+
+    def __init__(self) -> None:
+        self.forks: list[ForkRecord] = []
+        self.waits: list[WaitRecord] = []
+        self.origin = 0.0  # perf_counter() at the start
+        self.duration: float | None = None
+        self._ids = itertools.count(1)
+
+    # -- switching on and off ----------------------------------------------------------
+
+    def start(self) -> Trace:
+        """Start recording (``with`` does this); raises RuntimeError if a trace is active."""
+        global active
+        with _active_lock:
+            if active is not None:
+                raise RuntimeError("a trace is already active; traces do not nest")
+            self.origin = _clock()
+            active = self
+        return self
+
+    def stop(self) -> None:
+        """Stop recording (``with`` does this at its exit); forks go on, unrecorded."""
+        global active
+        with _active_lock:
+            if active is self:
+                active = None
+                self.duration = _clock() - self.origin
+
+    def __enter__(self) -> Trace:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> Trace:
+        return self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def now(self) -> float:
+        """Seconds since the trace started."""
+        return _clock() - self.origin
+
+    # -- recording (called by the runtime) ----------------------------------------------
+
+    def _fork_made(self, fut: Future[Any], kind: str, group: str | None) -> None:
+        parent = fut._parent
+        parent_record = parent._record if parent is not None else None
+        record = ForkRecord(
+            id=next(self._ids),
+            parent=parent_record.id if parent_record is not None else None,
+            group=group,
+            name=fut.name,
+            kind=kind,
+            loop=_loop_label(fut),
+            created=self.now(),
+        )
+        fut._record = record
+        self.forks.append(record)
+
+    def _wait_began(self, fut: Future[Any]) -> WaitRecord | None:
+        record = fut._record
+        if record is None:
+            return None  # a Future made before this trace started
+        from ._future import current_fork
+
+        waiter = current_fork()
+        waiter_record = waiter._record if waiter is not None else None
+        wait = WaitRecord(
+            waiter=waiter_record.id if waiter_record is not None else None,
+            awaited=record.id,
+            thread=threading.current_thread().name,
+            start=self.now(),
+        )
+        self.waits.append(wait)
+        return wait
+
+    def _wait_ended(self, wait: WaitRecord | None) -> None:
+        if wait is not None:
+            wait.end = self.now()
+
+
+def _loop_label(fut: Future[Any]) -> str:
+    return f"{type(fut._loop).__module__.split('.')[0]} loop 0x{id(fut._loop):x}"
+
+
+def now_of(wait: WaitRecord) -> float | None:
+    """The time to end ``wait`` with, or None if the trace has stopped meanwhile."""
+    trace = active
+    return None if trace is None else trace.now()
+
+
+def started(record: ForkRecord, trace: Trace) -> None:
+    record.started = trace.now()
+    record.thread = threading.current_thread().name
+
+
+def settled(record: ForkRecord, outcome: str) -> None:
+    record.outcome = outcome
+    trace = active
+    if trace is not None:  # else it settled after the trace stopped: its end is unknown
+        record.finished = trace.now()
+
+
+class TimedAwait:
+    """Awaits ``awaitable`` and adds the time of each of its steps to ``record.busy``."""
+
+    __slots__ = ("awaitable", "record", "trace")
+
+    def __init__(self, awaitable: Any, record: ForkRecord, trace: Trace) -> None:
+        self.awaitable = awaitable
+        self.record = record
+        self.trace = trace
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        record = self.record
+        started(record, self.trace)
+        inner = self.awaitable.__await__()
+        send_value: Any = None
+        to_throw: BaseException | None = None
+        while True:
+            began = _clock()
+            try:
+                yielded = inner.send(send_value) if to_throw is None else inner.throw(to_throw)
+            except StopIteration as stop:
+                record.busy += _clock() - began
+                record.steps += 1
+                return stop.value
+            except BaseException:
+                record.busy += _clock() - began
+                record.steps += 1
+                raise
+            record.busy += _clock() - began
+            record.steps += 1
+            to_throw = None
+            try:
+                send_value = yield yielded
+            except GeneratorExit:
+                inner.close()
+                raise
+            except BaseException as exc:
+                to_throw = exc
+
+
+def report_failure(what: str) -> None:
+    """A hook or exporter failed: log it once, switch tracing off, never raise."""
+    global active
+    logger.exception("asyncfork tracing: %s failed; tracing is switched off", what)
+    with _active_lock:
+        active = None
+
+
+def trace() -> Trace:
+    """Record every fork and wait while active: ``with af.trace() as t: ...``.
+
+    Then ``t.summary()`` prints and returns the work/span profile,
+    ``t.to_chrome_trace(path)``, ``t.to_html(path)`` and ``t.to_dot(path)`` export
+    it. One trace can be active at a time.
+    """
+    return Trace()
