@@ -35,6 +35,8 @@ __all__ = (
     "Forker",
     "Future",
     "Group",
+    "Trace",
+    "WaitRecord",
     "as_completed",
     "check_cancelled",
     "configure",
@@ -44,9 +46,7 @@ __all__ = (
     "run",
     "shutdown",
     "trace",
-    "Trace",
     "wait",
-    "WaitRecord",
 )
 
 __version__ = "0.1.0"
