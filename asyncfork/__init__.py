@@ -9,6 +9,7 @@ Forks nest: a fork's children are joined before it completes.
 # The package's modules share each other's private names by design.
 # pyright: reportPrivateUsage=false
 
+from ._analysis import TraceSummary as TraceSummary
 from ._errors import DeadlockError as DeadlockError
 from ._fork import Forker as Forker
 from ._fork import fork as fork
@@ -24,6 +25,7 @@ from ._trace import ForkRecord as ForkRecord
 from ._trace import Trace as Trace
 from ._trace import WaitRecord as WaitRecord
 from ._trace import trace as trace
+from ._tree import tree as tree
 from ._wait import AsCompleted as AsCompleted
 from ._wait import as_completed as as_completed
 from ._wait import wait as wait
@@ -36,6 +38,7 @@ __all__ = (
     "Future",
     "Group",
     "Trace",
+    "TraceSummary",
     "WaitRecord",
     "as_completed",
     "check_cancelled",
@@ -46,6 +49,7 @@ __all__ = (
     "run",
     "shutdown",
     "trace",
+    "tree",
     "wait",
 )
 

@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import threading
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 if TYPE_CHECKING:
+    from ._analysis import TraceSummary
     from ._future import Future
 
 logger = logging.getLogger("asyncfork")
@@ -125,6 +127,35 @@ class Trace:
         """Seconds since the trace started."""
         return _clock() - self.origin
 
+    # -- views and exports (each in its own module) --------------------------------------
+
+    def summary(self, *, show: bool = True) -> TraceSummary:
+        """The time view and the work/span profile; printed too unless ``show=False``."""
+        from ._analysis import summarize
+
+        result = summarize(self)
+        if show:
+            print(result.text())
+        return result
+
+    def to_chrome_trace(self, path: str | os.PathLike[str]) -> bool:
+        """Write Trace Event Format JSON (Perfetto, chrome://tracing); False if it failed."""
+        from ._export import write_chrome_trace
+
+        return _export_safely("the Chrome trace export", write_chrome_trace, self, path)
+
+    def to_html(self, path: str | os.PathLike[str]) -> bool:
+        """Write one self-contained HTML page: timeline, fork tree, summary; False if failed."""
+        from ._html import write_html
+
+        return _export_safely("the HTML export", write_html, self, path)
+
+    def to_dot(self, path: str | os.PathLike[str]) -> bool:
+        """Write the fork/wait graph for Graphviz; False if it failed."""
+        from ._export import write_dot
+
+        return _export_safely("the Graphviz export", write_dot, self, path)
+
     # -- recording (called by the runtime) ----------------------------------------------
 
     def _fork_made(self, fut: Future[Any], kind: str, group: str | None) -> None:
@@ -224,6 +255,21 @@ class TimedAwait:
                 raise
             except BaseException as exc:
                 to_throw = exc
+
+
+def _export_safely(
+    what: str,
+    write: Callable[[Trace, str | os.PathLike[str]], None],
+    trace: Trace,
+    path: str | os.PathLike[str],
+) -> bool:
+    """Run an exporter; a failure is logged through the asyncfork logger, never raised."""
+    try:
+        write(trace, path)
+    except Exception:
+        logger.exception("asyncfork tracing: %s to %s failed", what, os.fspath(path))
+        return False
+    return True
 
 
 def report_failure(what: str) -> None:
