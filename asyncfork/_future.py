@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import time
 from asyncio import AbstractEventLoop, CancelledError
 from collections.abc import Callable, Coroutine, Generator
 from contextvars import Context
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 T_co = TypeVar("T_co", covariant=True)
 
 _get_running_loop = asyncio._get_running_loop
+_monotonic = time.monotonic
 logger = logging.getLogger("asyncfork")
 
 PENDING = 0
@@ -87,6 +89,7 @@ class Future(Node, Generic[T_co]):
     __slots__ = (  # __dict__ and __weakref__ come from Node
         "_callbacks",
         "_canceller",
+        "_created",
         "_depth",
         "_loop",
         "_name",
@@ -107,6 +110,7 @@ class Future(Node, Generic[T_co]):
     _scope: Node | None
     _depth: int
     _canceller: Callable[[Future[Any], str | None], None] | None
+    _created: float  # time.monotonic() at fork(), for af.tree()'s ages
     _task: asyncio.Task[None] | None
     _started: bool
 
@@ -146,6 +150,7 @@ class Future(Node, Generic[T_co]):
         self._scope = scope
         self._depth = 0 if parent is None else parent._depth + 1
         self._canceller = None
+        self._created = _monotonic()
         self._task = None
         self._started = False
         return self

@@ -6,10 +6,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable, Coroutine
 from typing import Any, Literal, ParamSpec, TypeVar, overload
 
-from . import _runner, _threads
+from . import _runner, _threads, _trace
 from ._errors import check_count
 from ._fork import fork
 from ._future import Future, current_fork
@@ -37,12 +38,30 @@ def run(func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
     ``fork.options(daemon=True)`` are cancelled instead. On Ctrl-C (or a fork's
     ``KeyboardInterrupt`` or ``SystemExit``) everything is cancelled, its cleanup
     runs, and the interrupt is raised from here.
+
+    With the environment variable ``ASYNCFORK_TRACE=DIR`` set (and no trace
+    active), the run is traced and ``DIR/trace.json`` and ``DIR/trace.html`` are
+    written at its end.
     """
     if asyncio._get_running_loop() is not None:
         raise RuntimeError(
             "af.run() cannot be called from a running event loop: in async code write "
             "`await af.fork(func, ...)` instead"
         )
+    trace_dir = os.environ.get("ASYNCFORK_TRACE")
+    if not trace_dir or _trace.active is not None:
+        return _run(func, args, kwargs)
+    with _trace.trace() as recorded:
+        try:
+            return _run(func, args, kwargs)
+        finally:
+            recorded.stop()
+            os.makedirs(trace_dir, exist_ok=True)
+            recorded.to_chrome_trace(os.path.join(trace_dir, "trace.json"))
+            recorded.to_html(os.path.join(trace_dir, "trace.html"))
+
+
+def _run(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     loop = new_event_loop()
     roots = Roots(loop)
     OWNED[loop] = roots
