@@ -1,20 +1,225 @@
-"""Exports of a trace: Trace Event Format JSON and Graphviz DOT."""
+"""Exports of a trace: Trace Event Format JSON and Graphviz DOT.
+
+The JSON follows the Trace Event Format (Perfetto, chrome://tracing): one complete
+event (``"ph": "X"``) per fork, from its start (its creation if it never started)
+to its end (the trace's end if it never finished), on the track of the thread
+that ran it; flow events link a fork to each child it forked and a finished
+Future to each fork that waited on it.
+
+A thread track only shows slices that nest, while a loop runs many forks that
+overlap. So each thread gets as many tracks ("lanes") as it needs: a fork goes on
+its parent's lane when it nests inside the parent there (a fib tree becomes a
+flame graph), else on the first lane that is free by its start.
+"""
 
 # The package's modules share each other's private names by design.
 # pyright: reportPrivateUsage=false
 
 from __future__ import annotations
 
+import heapq
+import itertools
+import json
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from ._analysis import satisfied, wall_time
 
 if TYPE_CHECKING:
-    from ._trace import Trace
+    from ._trace import ForkRecord, Trace
+
+_US = 1e6  # the format's times are microseconds
+
+
+class _Lanes:
+    """The tracks of one thread: slices on one lane either nest or follow each other."""
+
+    def __init__(self) -> None:
+        self.stacks: list[list[tuple[float, int]]] = []  # per lane: open (end, fork id)
+        self.free: list[tuple[float, int]] = []  # (lane busy until, lane), a heap
+
+    def place(self, fork_id: int, start: float, end: float, parent_lane: int | None) -> int:
+        if parent_lane is not None:
+            stack = self.stacks[parent_lane]
+            while stack and stack[-1][0] <= start:
+                stack.pop()
+            if stack and stack[-1][1] != fork_id and stack[-1][0] >= end:
+                stack.append((end, fork_id))
+                return parent_lane
+        if self.free and self.free[0][0] <= start:
+            _, lane = heapq.heappop(self.free)
+            self.stacks[lane] = [(end, fork_id)]
+        else:
+            lane = len(self.stacks)
+            self.stacks.append([(end, fork_id)])
+        heapq.heappush(self.free, (end, lane))
+        return lane
+
+    def parent_on_top(self, lane: int, parent_id: int, start: float) -> bool:
+        stack = self.stacks[lane]
+        while stack and stack[-1][0] <= start:
+            stack.pop()
+        return bool(stack) and stack[-1][1] == parent_id
+
+
+def chrome_events(trace: Trace) -> list[dict[str, Any]]:
+    """The trace as a list of Trace Event Format events."""
+    forks = list(trace.forks)  # copies: other threads may still append
+    waits = list(trace.waits)
+    by_id = {r.id: r for r in forks}
+    wall = wall_time(trace)
+
+    def span(r: ForkRecord) -> tuple[float, float]:
+        start = r.started if r.started is not None else r.created
+        end = r.finished if r.finished is not None else max(wall, start)
+        return start, max(end, start)
+
+    # Place forks in start order (the longer first on ties, so it can hold the other).
+    order = sorted(forks, key=lambda r: (span(r)[0], -span(r)[1], r.id))
+    lanes: dict[str, _Lanes] = {}
+    placed: dict[int, tuple[str, int]] = {}  # fork id -> (thread, lane)
+    for r in order:
+        start, end = span(r)
+        thread = _thread_of(r)
+        thread_lanes = lanes.setdefault(thread, _Lanes())
+        parent_lane = None
+        parent_at = placed.get(r.parent) if r.parent is not None else None
+        if (
+            parent_at is not None
+            and parent_at[0] == thread
+            and r.parent is not None
+            and thread_lanes.parent_on_top(parent_at[1], r.parent, start)
+        ):
+            parent_lane = parent_at[1]
+        placed[r.id] = (thread, thread_lanes.place(r.id, start, end, parent_lane))
+
+    tids: dict[tuple[str, int], int] = {}
+    events: list[dict[str, Any]] = [
+        {
+            "name": "process_name",
+            "ph": "M",
+            "ts": 0,
+            "pid": 1,
+            "tid": 0,
+            "args": {"name": "asyncfork"},
+        }
+    ]
+    for thread in lanes:  # in order of first use
+        for lane in range(len(lanes[thread].stacks)):
+            tid = len(tids) + 1
+            tids[thread, lane] = tid
+            label = thread if lane == 0 else f"{thread} ({lane + 1})"
+            events.append(_meta("thread_name", tid, {"name": label}))
+            events.append(_meta("thread_sort_index", tid, {"sort_index": tid}))
+
+    def tid_of(fork_id: int) -> int:
+        return tids[placed[fork_id]]
+
+    for r in forks:
+        start, end = span(r)
+        events.append(
+            {
+                "name": r.name,
+                "cat": r.kind,
+                "ph": "X",
+                "ts": start * _US,
+                "dur": (end - start) * _US,
+                "pid": 1,
+                "tid": tid_of(r.id),
+                "args": {
+                    "id": r.id,
+                    "parent": r.parent,
+                    "group": r.group,
+                    "kind": r.kind,
+                    "loop": r.loop,
+                    "thread": r.thread,
+                    "outcome": r.outcome if r.finished is not None else "unfinished",
+                    "busy_ms": r.busy * 1e3,
+                    "steps": r.steps,
+                    "created_ms": r.created * 1e3,
+                },
+            }
+        )
+
+    flow_ids = itertools.count(1)
+    for r in forks:  # fork -> child: from the parent at the fork call to the child's start
+        parent = by_id.get(r.parent) if r.parent is not None else None
+        if parent is None:
+            continue
+        p_start, p_end = span(parent)
+        at = min(max(r.created, p_start), p_end)
+        events += _flow("fork", next(flow_ids), (at, tid_of(parent.id)), (span(r)[0], tid_of(r.id)))
+    for w in waits:  # a finished Future -> its waiter, at the end of the wait
+        awaited = by_id.get(w.awaited)
+        waiter = by_id.get(w.waiter) if w.waiter is not None else None
+        if awaited is None or waiter is None or not satisfied(w, awaited) or w.end is None:
+            continue
+        a_start, a_end = span(awaited)
+        w_start, w_end = span(waiter)
+        # Just inside both slices, so each end binds to its own slice.
+        source = (max(a_start, a_end - 1e-6), tid_of(awaited.id))
+        target = (min(max(w.end, w_start), w_end), tid_of(waiter.id))
+        events += _flow("wait", next(flow_ids), source, target)
+    return events
+
+
+def _thread_of(r: ForkRecord) -> str:
+    return r.thread if r.thread is not None else f"not started ({r.loop})"
+
+
+def _meta(name: str, tid: int, args: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "ph": "M", "ts": 0, "pid": 1, "tid": tid, "args": args}
+
+
+def _flow(
+    name: str, flow_id: int, source: tuple[float, int], target: tuple[float, int]
+) -> list[dict[str, Any]]:
+    common = {"name": name, "cat": name, "id": flow_id, "pid": 1}
+    return [
+        {**common, "ph": "s", "ts": source[0] * _US, "tid": source[1]},
+        {**common, "ph": "f", "bp": "e", "ts": target[0] * _US, "tid": target[1]},
+    ]
 
 
 def write_chrome_trace(trace: Trace, path: str | os.PathLike[str]) -> None:
-    raise NotImplementedError
+    """Write ``trace`` as Trace Event Format JSON to ``path``."""
+    document = {"traceEvents": chrome_events(trace), "displayTimeUnit": "ms"}
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(document, f)
+
+
+def _quote(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + escaped.replace("\r", "").replace("\n", "\\n") + '"'
+
+
+def dot_source(trace: Trace) -> str:
+    """The fork/wait graph of ``trace`` in the Graphviz DOT language."""
+    forks = list(trace.forks)
+    by_id = {r.id: r for r in forks}
+    lines = [
+        "digraph asyncfork {",
+        '  node [shape=box, fontname="Helvetica"];',
+    ]
+    for r in forks:
+        outcome = r.outcome if r.finished is not None else "unfinished"
+        label = f"{r.name}\n{r.busy * 1e3:.3f} ms busy\n{outcome}"
+        lines.append(f"  f{r.id} [label={_quote(label)}];")
+    for r in forks:
+        if r.parent is not None and r.parent in by_id:
+            lines.append(f"  f{r.parent} -> f{r.id};")
+    seen: set[tuple[int, int]] = set()
+    for w in list(trace.waits):
+        if w.waiter is None or w.waiter not in by_id or w.awaited not in by_id:
+            continue
+        if (w.awaited, w.waiter) not in seen:
+            seen.add((w.awaited, w.waiter))
+            lines.append(f"  f{w.awaited} -> f{w.waiter} [style=dashed];")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
 
 
 def write_dot(trace: Trace, path: str | os.PathLike[str]) -> None:
-    raise NotImplementedError
+    """Write the fork/wait graph of ``trace`` for Graphviz to ``path``."""
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(dot_source(trace))

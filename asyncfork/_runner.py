@@ -147,6 +147,8 @@ class _Background:
         """Block until every root fork is done; ``cancel`` is "none", "daemons" or "all"."""
         done = threading.Lock()
         done.acquire()
+        armed = threading.Lock()
+        armed.acquire()
 
         def arm() -> None:
             if cancel == "all":
@@ -154,8 +156,11 @@ class _Background:
             elif cancel == "daemons":
                 self.roots.cancel_daemons()
             self.roots._when_joined(done.release)
+            armed.release()
 
         post(self.loop, arm)
+        # The timeout is for the forks, not for our own loop to take the request.
+        _threads.acquire(armed, None)
         return _threads.acquire(done, timeout)
 
     def stop(self) -> None:
