@@ -56,9 +56,18 @@ def run(func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
             return _run(func, args, kwargs)
         finally:
             recorded.stop()
-            os.makedirs(trace_dir, exist_ok=True)
-            recorded.to_chrome_trace(os.path.join(trace_dir, "trace.json"))
-            recorded.to_html(os.path.join(trace_dir, "trace.html"))
+            _write_trace(recorded, trace_dir)
+
+
+def _write_trace(recorded: _trace.Trace, trace_dir: str) -> None:
+    """Write the run's trace; a failure is logged, never raised over the run's outcome."""
+    try:
+        os.makedirs(trace_dir, exist_ok=True)
+    except OSError:
+        _trace.logger.exception("asyncfork tracing: cannot create %s", trace_dir)
+        return
+    recorded.to_chrome_trace(os.path.join(trace_dir, "trace.json"))
+    recorded.to_html(os.path.join(trace_dir, "trace.html"))
 
 
 def _run(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
