@@ -87,7 +87,7 @@ QUICK = Config(
     s5_batches=1,
     s6_batches=1,
     s6_n=100,
-    s7_n=5_000,
+    s7_n=3_000,
     s8_sizes=(1_000, 10_000, 100_000),
     big_n=100_000,
     big_samples=1,
@@ -108,6 +108,6 @@ FULL = Config(
     s8_sizes=(1_000, 10_000, 100_000, 1_000_000),
     big_n=1_000_000,
     big_samples=3,
-    s8_min_forks=50_000,
+    s8_min_forks=20_000,
     s8_memory_max=1_000_000,
 )

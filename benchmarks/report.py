@@ -160,7 +160,14 @@ def scaling_table(results: list[Result]) -> list[str]:
                     f"| {r['loop']} | {label} | {n:,} | {_fmt_time(v)} | {v / base:.2f} | "
                     f"{vs_tg} | {peak} | {after} |"
                 )
-    lines.append("")
+    lines += [
+        "",
+        "Bytes held after: traced bytes still allocated once the group has finished and gc has"
+        " run. A value near 32 MiB at n=10⁶ is asyncio's own registry of all tasks (a WeakSet"
+        " whose table keeps its grown size), charged to whichever row grew it first in the"
+        " process; it is not memory of asyncfork's.",
+        "",
+    ]
     return lines
 
 
@@ -216,16 +223,22 @@ def target_table(data: Result) -> list[str]:
                 cells_m.append("—")
                 ok_m = False
                 continue
-            after = sizes[max(traced)]["extra"]["after_bytes"]
-            ok_m = ok_m and after < 64 * 1024
-            cells_m.append(f"{after:,.0f} B held (n={max(traced):,})")
+            top = max(traced)
+            after = sizes[top]["extra"]["after_bytes"]
+            tg_row = _s8_rows(r).get("asyncio TaskGroup", {}).get(top, {})
+            tg_after = tg_row.get("extra", {}).get("after_bytes", 0.0)
+            # asyncio's global task WeakSet keeps its grown table (32 MiB at 10^6) and
+            # charges it to whichever row grows it first: held memory counts as a leak
+            # only beyond what a TaskGroup of the same size leaves held.
+            ok_m = ok_m and after < max(tg_after, 0) + 64 * 1024
+            cells_m.append(f"{after:,.0f} B (TaskGroup {tg_after:,.0f} B) (n={top:,})")
         lines.append(
             f"| largest group, per-fork time | per-fork time at n=10³ | ≤ 1.5 | {cells_t[0]} | "
             f"{cells_t[1]} | {'yes' if ok_t else '**no**'} |"
         )
         lines.append(
-            f"| memory after the largest group | baseline | < 64 KiB | {cells_m[0]} | "
-            f"{cells_m[1]} | {'yes' if ok_m else '**no**'} |"
+            f"| memory held after the largest group | baseline (TaskGroup's) | < +64 KiB | "
+            f"{cells_m[0]} | {cells_m[1]} | {'yes' if ok_m else '**no**'} |"
         )
     lines.append("")
     return lines

@@ -28,10 +28,10 @@ def run_scenario(scenario: str, loop: str, cfg: Any, builder: Any) -> dict[str, 
     def attempt(impl: Impl, what: str, fn: Any) -> Any:
         try:
             return fn()
-        except Exception:  # a crash in one row must not hide the others
+        except Exception as exc:  # a crash in one row must not hide the others
             tb = traceback.format_exc()
             print(f"[{scenario}/{loop}] {impl.name}: {what} failed\n{tb}", file=sys.stderr)
-            errors.setdefault(impl.name, f"{what}: {tb.strip().splitlines()[-1]}")
+            errors.setdefault(impl.name, f"{what}: {type(exc).__name__}: {exc}")
             return None
 
     impls: list[Impl] = builder(loop, cfg)
