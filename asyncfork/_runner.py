@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from asyncio import AbstractEventLoop
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -159,9 +160,13 @@ class _Background:
             armed.release()
 
         post(self.loop, arm)
-        # The timeout is for the forks, not for our own loop to take the request.
-        _threads.acquire(armed, None)
-        return _threads.acquire(done, timeout)
+        # One deadline for both: the loop taking the request (it may be busy), then the
+        # forks. A late arm only releases a lock nobody waits on any more.
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not _threads.acquire(armed, timeout):
+            return not self.roots.pending()  # nothing to wait for: no timeout to report
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        return _threads.acquire(done, left) or not self.roots.pending()
 
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)

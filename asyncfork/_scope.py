@@ -126,7 +126,3 @@ class Node:
                 errors.append(child._exception)
         self._failed = None
         return errors
-
-    @property
-    def _has_children(self) -> bool:
-        return bool(self._children)

@@ -161,10 +161,6 @@ class Pool:
         self._names = itertools.count(1)
         self.threads: set[threading.Thread] = set()
 
-    @property
-    def limit(self) -> int:
-        return self._limit
-
     def set_limit(self, limit: int) -> None:
         with self._lock:
             self._limit = limit
