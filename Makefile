@@ -5,12 +5,13 @@
 PYTHON ?= python3
 VENV ?= .venv
 PYTEST_ARGS ?=
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 .DELETE_ON_ERROR:
 .DEFAULT_GOAL := test
-.PHONY: demo test lint clean
+.PHONY: demo test lint clean browser
 
 VPY := $(VENV)/bin/python
 
@@ -34,8 +35,19 @@ $(VENV)/.stamp-lint: pyproject.toml $(VENV)/.venv-ok
 demo: $(VENV)/.stamp-test
 	$(VPY) -m asyncfork demo
 
+# The HTML trace view is tested in a real browser: Debian's Chromium (no browser download).
+# Installed here when missing, so that `make test` sets up everything it needs.
+browser:
+	@if /usr/bin/chromium --version >/dev/null 2>&1; then /usr/bin/chromium --version; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian's chromium for the browser tests"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium && \
+		/usr/bin/chromium --version; \
+	else echo "error: the browser tests need Chromium at /usr/bin/chromium (apt-get install chromium)" >&2; exit 1; fi
+
 # Any pytest failure exits non-zero, including exit code 5 (no tests collected).
-test: $(VENV)/.stamp-test
+test: $(VENV)/.stamp-test browser
 	$(VPY) -m pytest -n 2 -q --timeout=60 $(PYTEST_ARGS)
 
 lint: $(VENV)/.stamp-lint
