@@ -16,11 +16,15 @@ import logging
 import os
 import threading
 import time
+import weakref
+from asyncio import AbstractEventLoop
 from collections.abc import Callable, Generator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import attrs
+
+from ._scope import CURRENT
 
 if TYPE_CHECKING:
     from ._analysis import TraceSummary
@@ -177,9 +181,8 @@ class Trace:
         record = fut._record
         if record is None:
             return None  # a Future made before this trace started
-        from ._future import current_fork
-
-        waiter = current_fork()
+        node = CURRENT.get()
+        waiter = None if node is None else node._owner_fork()
         waiter_record = waiter._record if waiter is not None else None
         wait = WaitRecord(
             waiter=waiter_record.id if waiter_record is not None else None,
@@ -196,7 +199,15 @@ class Trace:
 
 
 def _loop_label(fut: Future[Any]) -> str:
-    return f"{type(fut._loop).__module__.split('.')[0]} loop 0x{id(fut._loop):x}"
+    loop = fut._loop
+    label = _loop_labels.get(loop)
+    if label is None:
+        label = _loop_labels[loop] = f"{type(loop).__module__.split('.')[0]} loop 0x{id(loop):x}"
+    return label
+
+
+# Loop -> its label; weak, so a closed loop is not kept alive by having been traced.
+_loop_labels: weakref.WeakKeyDictionary[AbstractEventLoop, str] = weakref.WeakKeyDictionary()
 
 
 def now_of(wait: WaitRecord) -> float | None:

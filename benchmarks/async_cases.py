@@ -87,6 +87,11 @@ def s1(kind: str, cfg: Config) -> list[Impl]:
             await fork(noop)
         return (perf_counter() - t) / n
 
+    async def asyncfork_traced() -> float:
+        # Tracing switched on: DESIGN allows at most 2x per fork (the row above is "off").
+        with af.trace():
+            return await asyncfork()
+
     forker, eager_na = _eager_forker()
 
     async def asyncfork_eager() -> float:
@@ -132,6 +137,10 @@ def s1(kind: str, cfg: Config) -> list[Impl]:
         else Impl("asyncio create_task (eager task factory)", na=NO_EAGER),
         Impl("asyncio TaskGroup of 1", lambda: run_on(kind, taskgroup)),
         Impl("asyncfork await fork(f)", lambda: run_on(kind, asyncfork), target=True),
+        Impl(
+            "asyncfork await fork(f), traced (af.trace() on)",
+            lambda: run_on(kind, asyncfork_traced),
+        ),
         Impl("asyncfork fork.options(eager=True)", lambda: run_on(kind, asyncfork_eager))
         if forker is not None
         else Impl("asyncfork fork.options(eager=True)", na=eager_na),
