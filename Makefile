@@ -5,13 +5,14 @@
 PYTHON ?= python3
 VENV ?= .venv
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 .DELETE_ON_ERROR:
 .DEFAULT_GOAL := test
-.PHONY: demo test lint clean browser
+.PHONY: demo test lint clean browser bench
 
 VPY := $(VENV)/bin/python
 
@@ -31,6 +32,14 @@ $(VENV)/.stamp-test: pyproject.toml $(VENV)/.venv-ok
 $(VENV)/.stamp-lint: pyproject.toml $(VENV)/.venv-ok
 	$(VPY) -m pip install -q -e '.[test,dev]'
 	touch $@
+
+$(VENV)/.stamp-bench: pyproject.toml $(VENV)/.venv-ok
+	$(VPY) -m pip install -q -e '.[bench]'
+	touch $@
+
+# The benchmark runner (peers from the bench extra); BENCH_ARGS="--quick" for a smoke run.
+bench: $(VENV)/.stamp-bench
+	$(VPY) -m benchmarks $(BENCH_ARGS)
 
 demo: $(VENV)/.stamp-test
 	$(VPY) -m asyncfork demo
