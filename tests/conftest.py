@@ -77,6 +77,30 @@ def loop_kind(request: pytest.FixtureRequest) -> Iterator[str]:
         asyncfork.configure(loop=None)
 
 
+@pytest.fixture
+def one_worker() -> Iterator[None]:
+    """At most one sync fork runs at once; the default limit is restored afterwards."""
+    import asyncfork
+
+    asyncfork.configure(workers=1)
+    try:
+        yield
+    finally:
+        asyncfork.configure(workers=None)
+
+
+@pytest.fixture
+def two_workers() -> Iterator[None]:
+    """At most two sync forks run at once; the default limit is restored afterwards."""
+    import asyncfork
+
+    asyncfork.configure(workers=2)
+    try:
+        yield
+    finally:
+        asyncfork.configure(workers=None)
+
+
 @pytest.fixture(autouse=True)
 def _fail_on_thread_exceptions() -> Iterator[None]:
     """Fail the test if any thread (e.g. an 'asyncfork-worker*' one) died of an exception."""

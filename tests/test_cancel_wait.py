@@ -15,14 +15,11 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
+from helpers import T, forever
 
 import asyncfork as af
-
-T = 5  # seconds: the bound on every blocking call that should return promptly
-
 
 # -- helpers ---------------------------------------------------------------------------
 
@@ -34,30 +31,6 @@ def flush_background_loop() -> None:
         return None
 
     af.wait(af.fork(noop), timeout=T)
-
-
-async def forever() -> None:
-    """Await something that never happens (until cancelled)."""
-    await asyncio.get_running_loop().create_future()
-
-
-@pytest.fixture
-def one_worker() -> Iterator[None]:
-    """At most one sync fork runs at once; the default is restored afterwards."""
-    af.configure(workers=1)
-    try:
-        yield
-    finally:
-        af.configure(workers=None)
-
-
-@pytest.fixture
-def two_workers() -> Iterator[None]:
-    af.configure(workers=2)
-    try:
-        yield
-    finally:
-        af.configure(workers=None)
 
 
 # == 5. Cancellation ==================================================================

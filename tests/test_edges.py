@@ -19,10 +19,9 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from helpers import T, forever
 
 import asyncfork as af
-
-T = 5.0  # bound on every blocking call or await that should return promptly
 
 VAR: contextvars.ContextVar[str] = contextvars.ContextVar("edges_var", default="unset")
 
@@ -33,10 +32,6 @@ VAR: contextvars.ContextVar[str] = contextvars.ContextVar("edges_var", default="
 async def within(aw, seconds=T):
     """Await ``aw`` with a deadline so that a deadlock fails instead of hanging."""
     return await asyncio.wait_for(aw, seconds)
-
-
-async def forever():
-    await asyncio.get_running_loop().create_future()
 
 
 async def three():

@@ -19,10 +19,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from helpers import T
 
 import asyncfork as af
 
-T = 5  # seconds: the bound on every blocking call
 AF_DIR = os.path.dirname(af.__file__)
 
 

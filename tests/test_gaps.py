@@ -14,13 +14,12 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Iterator
 
 import pytest
+from helpers import T, forever
 
 import asyncfork as af
 
-T = 5.0  # bound on every blocking call / await that should return promptly
 # Shorter bound for same-loop asyncio combinators that finish within one iteration or two.
 SHORT = 1.0
 
@@ -31,11 +30,6 @@ SHORT = 1.0
 async def within(aw, seconds=T):
     """Await ``aw`` with a deadline so that a deadlock fails instead of hanging."""
     return await asyncio.wait_for(aw, seconds)
-
-
-async def forever():
-    """Await something that never happens (until cancelled)."""
-    await asyncio.get_running_loop().create_future()
 
 
 async def stall():
@@ -55,15 +49,6 @@ async def ticks(n=10):
 
 def background_threads():
     return [t for t in threading.enumerate() if t.name == "asyncfork-loop" and t.is_alive()]
-
-
-@pytest.fixture
-def one_worker() -> Iterator[None]:
-    af.configure(workers=1)
-    try:
-        yield
-    finally:
-        af.configure(workers=None)
 
 
 # == 2. Public API ======================================================================

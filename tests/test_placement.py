@@ -21,10 +21,10 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
 import pytest
 import uvloop
+from helpers import T
 
 import asyncfork as af
 
-T = 5  # seconds: the bound on every blocking call
 WORKER_NAME = re.compile(r"asyncfork-worker-\d+")
 
 var: contextvars.ContextVar[str] = contextvars.ContextVar("test_placement_var", default="unset")

@@ -19,15 +19,12 @@ import textwrap
 import threading
 import time
 import weakref
-from collections.abc import Iterator
 
 import pytest
+from helpers import T, forever
 
 import asyncfork as af
 import asyncfork._group as af_group
-
-T = 5.0  # bound on every blocking call / await that should return promptly
-
 
 # -- helpers ---------------------------------------------------------------------------
 
@@ -35,11 +32,6 @@ T = 5.0  # bound on every blocking call / await that should return promptly
 async def within(aw, seconds=T):
     """Await ``aw`` with a deadline so that a deadlock fails instead of hanging."""
     return await asyncio.wait_for(aw, seconds)
-
-
-async def forever():
-    """Await something that never happens (until cancelled)."""
-    await asyncio.get_running_loop().create_future()
 
 
 async def ticks(n=5):
@@ -78,15 +70,6 @@ class Peak:
     def leave(self) -> None:
         with self.lock:
             self.now -= 1
-
-
-@pytest.fixture
-def one_worker() -> Iterator[None]:
-    af.configure(workers=1)
-    try:
-        yield
-    finally:
-        af.configure(workers=None)
 
 
 def cancelling_sync_part(started: threading.Event, made: list, tail):

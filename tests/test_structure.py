@@ -12,10 +12,9 @@ import time
 from asyncio import CancelledError
 
 import pytest
+from helpers import T, forever
 
 import asyncfork as af
-
-T = 5.0  # bound for every blocking call / await in these tests
 
 
 async def within(aw, seconds=T):
@@ -27,11 +26,6 @@ async def within(aw, seconds=T):
     finally:
         if cm.expired():
             pytest.fail(f"not done within {seconds}s")
-
-
-async def forever():
-    """Wait on a future that nobody ever sets."""
-    await asyncio.get_running_loop().create_future()
 
 
 async def stall():

@@ -9,11 +9,10 @@ import re
 import time
 
 import pytest
+from helpers import T
 
 import asyncfork as af
 from asyncfork import ForkRecord
-
-T = 5.0  # bound for every blocking call / await in these tests
 
 
 async def within(aw, seconds=T):
