@@ -233,3 +233,47 @@ def test_tree_is_empty_when_nothing_runs(
     assert af.tree(show=False) == ""
     assert af.tree() == ""
     assert capsys.readouterr().out == "(no forks running)\n"
+
+
+def test_asyncfork_trace_env_var_makes_af_run_write_its_trace(tmp_path: Path) -> None:
+    """ASYNCFORK_TRACE=DIR: af.run traces itself and writes DIR/trace.json and trace.html."""
+    out = tmp_path / "out"
+    script = (
+        "import asyncio, asyncfork as af\n"
+        "async def child():\n"
+        "    await asyncio.sleep(0)\n"
+        "    return 1\n"
+        "async def main():\n"
+        "    return sum([await af.fork(child) for _ in range(3)])\n"
+        "print(af.run(main))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-W", "error", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "ASYNCFORK_TRACE": str(out)},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "3"
+    events = json.loads((out / "trace.json").read_text())["traceEvents"]
+    names = [e["name"] for e in events if e["ph"] == "X"]
+    assert sorted(names) == ["child", "child", "child", "main"]
+    assert "<html" in (out / "trace.html").read_text().lower()
+
+
+def test_asyncfork_trace_env_var_with_unwritable_dir_keeps_the_result(tmp_path: Path) -> None:
+    """A trace folder that cannot be made is logged; af.run still returns its value."""
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    script = "import asyncfork as af\nasync def main():\n    return 7\nprint(af.run(main))\n"
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "ASYNCFORK_TRACE": str(blocker / "sub")},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "7"
+    assert "cannot create" in result.stderr
