@@ -418,8 +418,8 @@ async def _drive(
     CURRENT.set(fut)
     try:
         awaitable = func(*args, **kwargs) if kwargs else func(*args)
-        if fut._record is not None and _trace.active is not None:
-            awaitable = _trace.TimedAwait(awaitable, fut._record, _trace.active)
+        if fut._record is not None:
+            awaitable = _trace.timed(awaitable, fut._record)
         value = await awaitable
     except BaseException as exc:  # KeyboardInterrupt too: a fork never takes its loop down
         tb = exc.__traceback__
@@ -566,9 +566,8 @@ def _start_executor(
     fut: Future[Any], *, executor: Executor, func: Callable[..., Any], args: Any, kwargs: Any
 ) -> None:
     fut._started = True
-    if fut._record is not None and _trace.active is not None:
-        _trace.started(fut._record, _trace.active)
-        fut._record.thread = type(executor).__name__
+    if fut._record is not None:
+        _trace.started(fut._record, type(executor).__name__)
     try:
         cf = executor.submit(func, *args, **kwargs)
     except BaseException as exc:

@@ -16,7 +16,7 @@ import logging
 import time
 from asyncio import AbstractEventLoop, CancelledError
 from collections.abc import Callable, Coroutine, Generator
-from contextvars import Context
+from contextvars import Context, copy_context
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -347,6 +347,8 @@ class Future(Node, Generic[T_co]):
         asyncio's futures do: asyncio's combinators rely on that. ``context`` is the
         ``contextvars.Context`` to run it in (as in asyncio).
         """
+        if context is None:
+            context = copy_context()  # as asyncio does: the adding code's context, not ours
         if self._state != PENDING:
             running = _get_running_loop()
             if running is None:

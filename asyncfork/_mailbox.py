@@ -17,6 +17,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+# The most calls one wake-up runs before the loop gets back to its other work.
+_BATCH = 256
+
 
 class Mailbox:
     """The queue of calls posted to one loop from other threads."""
@@ -39,8 +42,12 @@ class Mailbox:
     def _run(self) -> None:
         self._scheduled = False
         calls = self._calls
+        # Only the calls posted so far, and at most a batch of them: the rest wait for the
+        # next loop iteration, so busy posters cannot starve the loop's timers, I/O and tasks.
+        count = min(len(calls), _BATCH)
         try:
-            while calls:
+            while count and calls:
+                count -= 1
                 fn, args = calls.popleft()
                 try:
                     fn(*args)
@@ -51,7 +58,7 @@ class Mailbox:
                         {"message": f"exception in {fn!r} posted to the loop", "exception": exc}
                     )
         finally:
-            if calls and not self._scheduled:  # an interrupt left calls behind
+            if calls and not self._scheduled:  # calls came in meanwhile, or an interrupt
                 self._scheduled = True
                 self.loop.call_soon(self._run)
 

@@ -96,11 +96,9 @@ class WorkItem:
         value: Any = None
         error: BaseException | None = None
         record = self.future._record
-        trace = _trace.active if record is not None else None
         cpu = 0.0
-        if trace is not None:
-            assert record is not None
-            _trace.started(record, trace)
+        if record is not None:
+            _trace.started(record, threading.current_thread().name)
             cpu = time.thread_time()
         try:
             value = self.context.run(self.func, *self.args, **self.kwargs)
@@ -113,8 +111,7 @@ class WorkItem:
         finally:
             _local.item = previous
             self.state = FINISHED
-            if trace is not None:
-                assert record is not None
+            if record is not None:
                 record.busy += time.thread_time() - cpu
                 record.steps += 1
         # Drop references before reporting, so a finished Future keeps no arguments alive.

@@ -51,6 +51,9 @@ class ForkRecord:
     outcome: str | None = None  # "value", "cancelled", or the exception's type name
     busy: float = 0.0  # time its steps ran (coroutine) or its thread's CPU time (sync)
     steps: int = 0
+    # The trace that made this record: a fork that outlives it is not stamped with the
+    # clock (or the ids) of a later trace.
+    owner: Trace | None = attrs.field(default=None, repr=False)
 
 
 @attrs.define(eq=False)
@@ -167,25 +170,25 @@ class Trace:
         parent_record = parent._record if parent is not None else None
         record = ForkRecord(
             id=next(self._ids),
-            parent=parent_record.id if parent_record is not None else None,
+            parent=self._id_of(parent_record),
             group=group,
             name=fut.name,
             kind=kind,
             loop=_loop_label(fut),
             created=self.now(),
+            owner=self,
         )
         fut._record = record
         self.forks.append(record)
 
     def _wait_began(self, fut: Future[Any]) -> WaitRecord | None:
         record = fut._record
-        if record is None:
+        if record is None or record.owner is not self:
             return None  # a Future made before this trace started
         node = CURRENT.get()
         waiter = None if node is None else node._owner_fork()
-        waiter_record = waiter._record if waiter is not None else None
         wait = WaitRecord(
-            waiter=waiter_record.id if waiter_record is not None else None,
+            waiter=self._id_of(waiter._record if waiter is not None else None),
             awaited=record.id,
             thread=threading.current_thread().name,
             start=self.now(),
@@ -196,6 +199,10 @@ class Trace:
     def _wait_ended(self, wait: WaitRecord | None) -> None:
         if wait is not None:
             wait.end = self.now()
+
+    def _id_of(self, record: ForkRecord | None) -> int | None:
+        """A record's id in this trace, or None if it belongs to no trace or another one."""
+        return record.id if record is not None and record.owner is self else None
 
 
 def _loop_label(fut: Future[Any]) -> str:
@@ -210,37 +217,66 @@ def _loop_label(fut: Future[Any]) -> str:
 _loop_labels: weakref.WeakKeyDictionary[AbstractEventLoop, str] = weakref.WeakKeyDictionary()
 
 
+def _live_owner(record: ForkRecord) -> Trace | None:
+    """The record's trace while it is still recording, else None (its times are closed)."""
+    owner = record.owner
+    return owner if owner is not None and owner is active else None
+
+
 def now_of(wait: WaitRecord) -> float | None:
     """The time to end ``wait`` with, or None if the trace has stopped meanwhile."""
     trace = active
     return None if trace is None else trace.now()
 
 
-def started(record: ForkRecord, trace: Trace) -> None:
-    record.started = trace.now()
-    record.thread = threading.current_thread().name
+# The hooks below run inside the runtime: a failure in one is reported and switches
+# tracing off; it never reaches the user's code or leaves a Future unsettled.
+
+
+def started(record: ForkRecord, thread: str) -> None:
+    try:
+        trace = _live_owner(record)
+        if trace is not None:
+            record.started = trace.now()
+            record.thread = thread
+    except Exception:
+        report_failure("recording a fork's start")
 
 
 def settled(record: ForkRecord, outcome: str) -> None:
-    record.outcome = outcome
-    trace = active
-    if trace is not None:  # else it settled after the trace stopped: its end is unknown
-        record.finished = trace.now()
+    try:
+        record.outcome = outcome
+        trace = _live_owner(record)
+        if trace is not None:  # else it settled after its trace stopped: its end is unknown
+            record.finished = trace.now()
+    except Exception:
+        report_failure("recording a fork's outcome")
+
+
+def timed(awaitable: Any, record: ForkRecord) -> Any:
+    """``awaitable``, timed step by step into ``record`` if its trace is still recording."""
+    try:
+        trace = _live_owner(record)
+        if trace is None:
+            return awaitable
+        return TimedAwait(awaitable, record)
+    except Exception:
+        report_failure("timing a coroutine fork")
+        return awaitable
 
 
 class TimedAwait:
     """Awaits ``awaitable`` and adds the time of each of its steps to ``record.busy``."""
 
-    __slots__ = ("awaitable", "record", "trace")
+    __slots__ = ("awaitable", "record")
 
-    def __init__(self, awaitable: Any, record: ForkRecord, trace: Trace) -> None:
+    def __init__(self, awaitable: Any, record: ForkRecord) -> None:
         self.awaitable = awaitable
         self.record = record
-        self.trace = trace
 
     def __await__(self) -> Generator[Any, Any, Any]:
         record = self.record
-        started(record, self.trace)
+        started(record, threading.current_thread().name)
         inner = self.awaitable.__await__()
         send_value: Any = None
         to_throw: BaseException | None = None

@@ -701,3 +701,87 @@ def test_never_retrieved_root_failure_is_logged_without_cyclic_gc(loop_kind, kin
         if was_enabled:
             gc.enable()
         gc.collect()  # a leaked Future logs now, in this test, not in a later one
+
+
+# == second review: mailbox, callback context, traces ====================================
+
+
+def test_threads_posting_all_the_time_do_not_starve_the_background_loop(loop_kind):
+    """Calls that keep arriving wait for the next loop iteration: timers still fire."""
+
+    async def quick():
+        return None
+
+    stop = threading.Event()
+
+    def flood():
+        while not stop.is_set():
+            af.fork(quick)
+
+    napping = threading.Event()
+
+    async def nap():
+        napping.set()
+        await asyncio.sleep(0.05)  # a timer, due while the flood goes on
+        return "woke"
+
+    napper = af.fork(nap)
+    woke = threading.Event()
+    napper.add_done_callback(lambda _: woke.set())  # registered before the flood starts
+    assert napping.wait(T)
+    floods = [threading.Thread(target=flood) for _ in range(2)]
+    for thread in floods:
+        thread.start()
+    try:
+        # A mailbox run that drained calls for as long as they kept coming never let the
+        # loop get back to its timers while the flood went on.
+        assert woke.wait(2)
+        assert napper.result() == "woke"
+    finally:
+        stop.set()
+        for thread in floods:
+            thread.join(T)
+    af.shutdown(timeout=T)
+
+
+async def test_done_callback_runs_in_the_context_of_the_code_that_added_it():
+    """A done-callback sees the adding code's context (as asyncio does), not the fork's."""
+    import contextvars
+
+    var = contextvars.ContextVar("var", default="unset")
+    seen = asyncio.get_running_loop().create_future()
+
+    async def child():
+        var.set("inside the fork")
+        return 1
+
+    var.set("adder")
+    fut = af.fork(child)
+    fut.add_done_callback(lambda f: seen.set_result((var.get(), af.current())))
+    assert await fut == 1
+    value, current = await asyncio.wait_for(seen, T)
+    assert value == "adder"
+    assert current is None  # not the finished fork: forking from the callback is allowed
+
+
+def test_a_fork_outliving_its_trace_is_not_stamped_by_the_next_one(loop_kind):
+    """Records belong to the trace that made them: a later trace neither reuses nor dates them."""
+    release = threading.Event()
+
+    async def parent():
+        await asyncio.get_running_loop().run_in_executor(None, release.wait, T)
+        await af.fork(leaf_after)
+        return "done"
+
+    async def leaf_after():
+        return None
+
+    with af.trace() as first:
+        fut = af.fork(parent)
+    with af.trace() as second:
+        release.set()
+        assert fut.result(timeout=T) == "done"
+    (record,) = first.forks
+    assert record.finished is None  # it ended after its trace stopped: unknown, not wrong
+    assert [r.parent for r in second.forks] == [None]  # the child's parent is not in this trace
+    assert all(w.awaited != record.id or w.waiter is None for w in second.waits)
