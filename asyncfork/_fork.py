@@ -376,11 +376,6 @@ def _on_timeout(fut: Future[Any]) -> None:
     fut._cancel_on_loop(None)
 
 
-def _cancelled_error(fut: Future[Any]) -> CancelledError:
-    msg = fut._cancel_msg
-    return CancelledError() if msg is None else CancelledError(msg)
-
-
 def _finish(fut: Future[Any], value: Any, exc: BaseException | None) -> None:
     """Settle a fork whose body and children are done, by DESIGN's outcome rules."""
     if exc is None and fut._failed is None:  # the common case: a value, no failed child
@@ -482,7 +477,7 @@ def _cancel_coroutine(fut: Future[Any], msg: str | None) -> None:
         fut._returned = None
     # Never started (_launch will skip it). Only a sync fork's part can have made children.
     fut._cancel_children(msg)
-    fut._when_joined(partial(_finish, fut, None, _cancelled_error(fut)))
+    fut._when_joined(partial(_finish, fut, None, fut._cancelled_error()))
 
 
 # -- sync forks in worker threads -----------------------------------------------------
@@ -533,7 +528,7 @@ def _sync_settle(fut: Future[Any], item: WorkItem, value: Any, error: BaseExcept
 
 def _sync_joined(fut: Future[Any], value: Any, error: BaseException | None) -> None:
     if error is None and fut._cancel_requested:
-        error = _cancelled_error(fut)  # on_cancel="wait": the result is discarded
+        error = fut._cancelled_error()  # on_cancel="wait": the result is discarded
     _finish(fut, value, error)
 
 
@@ -550,12 +545,12 @@ def _cancel_sync(fut: Future[Any], msg: str | None) -> None:
     item = fut._item
     assert item is not None
     if _threads.pool().drop(item):
-        _finish(fut, None, _cancelled_error(fut))  # never started
+        _finish(fut, None, fut._cancelled_error())  # never started
         return
     # Running in a thread: it cannot be interrupted, but its children can.
     fut._cancel_children(msg)
     if fut._on_cancel == "abandon" and item.state != _threads.FINISHED:
-        fut._when_joined(partial(_finish, fut, None, _cancelled_error(fut)))
+        fut._when_joined(partial(_finish, fut, None, fut._cancelled_error()))
     # Otherwise _sync_settle (on its way, or joining) sees _cancel_requested.
 
 
@@ -591,25 +586,25 @@ def _executor_settle(fut: Future[Any], cf: Any) -> None:
     value = None
     error: BaseException | None
     if cf.cancelled():
-        error = _cancelled_error(fut)
+        error = fut._cancelled_error()
     else:
         error = cf.exception()
         if error is None:
             value = cf.result()
             if fut._cancel_requested:
-                error = _cancelled_error(fut)
+                error = fut._cancelled_error()
     _finish(fut, value, error)
 
 
 def _cancel_executor(fut: Future[Any], msg: str | None) -> None:
     cf = fut._item
     if cf is None:
-        _finish(fut, None, _cancelled_error(fut))  # not submitted yet: it never will be
+        _finish(fut, None, fut._cancelled_error())  # not submitted yet: it never will be
         return
     if cf.cancel():
         return  # its done-callback settles the Future as cancelled
     if fut._on_cancel == "abandon":
-        _finish(fut, None, _cancelled_error(fut))
+        _finish(fut, None, fut._cancelled_error())
 
 
 fork = Forker()

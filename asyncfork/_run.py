@@ -15,7 +15,7 @@ from ._errors import check_count
 from ._fork import fork
 from ._future import Future, current_fork
 from ._mailbox import close_mailbox, open_mailbox
-from ._runner import OWNED, Roots, new_event_loop
+from ._runner import OWNED, Roots, cancel_remaining_tasks, new_event_loop
 from ._scope import joined_future, wake
 
 P = ParamSpec("P")
@@ -90,7 +90,7 @@ def _run(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     finally:
         OWNED.pop(loop, None)
         try:
-            _cancel_remaining_tasks(loop)
+            cancel_remaining_tasks(loop)
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.run_until_complete(loop.shutdown_default_executor())
         finally:
@@ -123,12 +123,12 @@ async def _supervise(
     await _first_of(root, interrupted)
     if not interrupted.done():
         roots.cancel_daemons()
-        await _first_of(_drained(roots), interrupted)
+        await _first_of(joined_future(roots, loop), interrupted)
     if not interrupted.done():
         interrupted.cancel()
         return None
     roots._cancel_children("KeyboardInterrupt")
-    await _drained(roots)
+    await roots.drained()
     return interrupted.result()
 
 
@@ -139,33 +139,11 @@ async def _first_of(*futures: asyncio.Future[Any] | Future[Any]) -> None:
     await waiter
 
 
-def _drained(roots: Roots) -> asyncio.Future[None]:
-    """A future that is done once every root fork has finished."""
-    return joined_future(roots, asyncio.get_running_loop())
-
-
 def _cancel_and_clean_up(loop: asyncio.AbstractEventLoop, roots: Roots) -> None:
     """After Ctrl-C: cancel every fork and let their cleanup run; a second Ctrl-C gives up."""
     roots._cancel_children("KeyboardInterrupt")
     try:
-        loop.run_until_complete(_drained_soon(roots))
-    except KeyboardInterrupt:
-        pass
-
-
-async def _drained_soon(roots: Roots) -> None:
-    await _drained(roots)
-
-
-def _cancel_remaining_tasks(loop: asyncio.AbstractEventLoop) -> None:
-    """As asyncio.run does: cancel tasks that are not forks and let them finish."""
-    pending = asyncio.all_tasks(loop)
-    if not pending:
-        return
-    for task in pending:
-        task.cancel()
-    try:
-        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        loop.run_until_complete(roots.drained())
     except KeyboardInterrupt:
         pass
 

@@ -91,6 +91,11 @@ class Roots(Node):
     def pending(self) -> int:
         return len(self._children or ())
 
+    async def drained(self) -> None:
+        """Return once every root fork has finished (on the loop, which must be running)."""
+        while self.pending():  # roots forked meanwhile are waited for too
+            await joined_future(self, self.loop)
+
 
 # Root sets of the loops asyncfork runs (the background loop and af.run's loops).
 OWNED: dict[AbstractEventLoop, Roots] = {}
@@ -129,20 +134,12 @@ class _Background:
             # Forks that reached the loop after the drain (they raced shutdown) are
             # cancelled and finish their cleanup, as asyncio.run does with its tasks.
             self.roots._cancel_children("asyncfork is shutting down")
-            loop.run_until_complete(self._joined())
-            tasks = asyncio.all_tasks(loop)
-            for task in tasks:
-                task.cancel()
-            if tasks:
-                loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+            loop.run_until_complete(self.roots.drained())
+            cancel_remaining_tasks(loop)
             loop.run_until_complete(loop.shutdown_asyncgens())
         finally:
             loop.close()
             close_mailbox(loop)
-
-    async def _joined(self) -> None:
-        while self.roots.pending():
-            await joined_future(self.roots, self.loop)
 
     def wait_joined(self, cancel: str, timeout: float | None) -> bool:
         """Block until every root fork is done; ``cancel`` is "none", "daemons" or "all"."""
@@ -185,6 +182,19 @@ def background_loop() -> AbstractEventLoop:
     if bg is None:
         bg = _start_background()
     return bg.loop
+
+
+def cancel_remaining_tasks(loop: AbstractEventLoop) -> None:
+    """As asyncio.run does: cancel the tasks left on a closing loop and let them finish."""
+    pending = asyncio.all_tasks(loop)
+    if not pending:
+        return
+    for task in pending:
+        task.cancel()
+    try:
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    except KeyboardInterrupt:
+        pass
 
 
 _drain_registered = False
