@@ -9,26 +9,51 @@ Forks nest: a fork's children are joined before it completes.
 # The package's modules share each other's private names by design.
 # pyright: reportPrivateUsage=false
 
-from ._analysis import TraceSummary as TraceSummary
+from typing import TYPE_CHECKING, Any
+
+from ._entry import run as run
 from ._errors import DeadlockError as DeadlockError
 from ._fork import Forker as Forker
 from ._fork import fork as fork
 from ._future import Future as Future
 from ._group import Group as Group
 from ._group import group as group
+from ._instruments import Installation as Installation
+from ._instruments import Instrument as Instrument
+from ._instruments import instrument as instrument
 from ._run import check_cancelled as check_cancelled
 from ._run import configure as configure
 from ._run import current as current
-from ._run import run as run
 from ._run import shutdown as shutdown
-from ._trace import ForkRecord as ForkRecord
-from ._trace import Trace as Trace
-from ._trace import WaitRecord as WaitRecord
-from ._trace import trace as trace
 from ._tree import tree as tree
 from ._wait import AsCompleted as AsCompleted
 from ._wait import as_completed as as_completed
 from ._wait import wait as wait
+
+if TYPE_CHECKING:
+    from ._tracing.analysis import TraceSummary as TraceSummary
+    from ._tracing.recorder import ForkRecord as ForkRecord
+    from ._tracing.recorder import Trace as Trace
+    from ._tracing.recorder import WaitRecord as WaitRecord
+    from ._tracing.recorder import trace as trace
+
+# Tracing (and attrs, which its records use) loads on first use, not at import.
+_TRACING_NAMES = ("ForkRecord", "Trace", "TraceSummary", "WaitRecord", "trace")
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _TRACING_NAMES:
+        raise AttributeError(f"module 'asyncfork' has no attribute {name!r}")
+    from ._tracing import analysis, recorder
+
+    value = getattr(analysis if name == "TraceSummary" else recorder, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_TRACING_NAMES))
+
 
 __all__ = (
     "AsCompleted",
@@ -37,6 +62,8 @@ __all__ = (
     "Forker",
     "Future",
     "Group",
+    "Installation",
+    "Instrument",
     "Trace",
     "TraceSummary",
     "WaitRecord",
@@ -46,6 +73,7 @@ __all__ = (
     "current",
     "fork",
     "group",
+    "instrument",
     "run",
     "shutdown",
     "trace",

@@ -18,15 +18,14 @@ from asyncio import AbstractEventLoop, CancelledError
 from collections.abc import Callable, Coroutine, Generator
 from contextvars import Context, copy_context
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
-from . import _trace
-from ._errors import DeadlockError, callable_name, check_timeout
+from . import _instruments
+from ._blocking import block_until_done
+from ._errors import callable_name, check_timeout
+from ._instruments import HOOKS
 from ._mailbox import post
-from ._scope import CURRENT, Node, wake
-
-if TYPE_CHECKING:
-    from ._trace import ForkRecord
+from ._scope import CURRENT, Node, check_not_waiting_on_itself, wake
 
 # Covariant: a Future only hands its value out, so a Future[int] is a Future[int | None].
 T_co = TypeVar("T_co", covariant=True)
@@ -39,6 +38,11 @@ PENDING = 0
 CANCELLED = 1
 FINISHED = 2  # with a value or an exception
 _STATE_NAMES = ("pending", "cancelled", "finished")
+
+# A fork's kind: where its code runs.
+COROUTINE = "coroutine"  # a task on its loop
+THREAD = "thread"  # a sync callable in asyncfork's worker threads
+EXECUTOR = "executor"  # a sync callable on a user's concurrent.futures.Executor
 
 
 class _NeverRetrieved:
@@ -127,7 +131,7 @@ class Future(Node, Generic[T_co]):
     _daemon: bool = False
     _on_cancel: str = "wait"
     _returned: Coroutine[Any, Any, Any] | None = None  # a sync fork's coroutine, not started
-    _record: ForkRecord | None = None  # set while a trace records this fork
+    _kind: str = COROUTINE  # stored on the instance only for the other kinds
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         raise TypeError("asyncfork.Future has no public constructor; use af.fork(func, ...)")
@@ -164,6 +168,13 @@ class Future(Node, Generic[T_co]):
         if type(name) is not str:
             name = self._name = callable_name(name)
         return name
+
+    @property
+    def kind(self) -> str:
+        """Where the fork's code runs: ``"coroutine"`` (a task on its event loop),
+        ``"thread"`` (asyncfork's worker threads) or ``"executor"`` (an ``executor=``).
+        """
+        return self._kind
 
     @property
     def parent(self) -> Future[Any] | None:
@@ -205,8 +216,6 @@ class Future(Node, Generic[T_co]):
         if timeout is not None:
             timeout = check_timeout(timeout, "result(timeout=...)")
         if self._state == PENDING:
-            from ._wait import block_until_done
-
             block_until_done((self,), timeout, "fut.result()")
         return self._outcome()
 
@@ -218,8 +227,6 @@ class Future(Node, Generic[T_co]):
         if timeout is not None:
             timeout = check_timeout(timeout, "exception(timeout=...)")
         if self._state == PENDING:
-            from ._wait import block_until_done
-
             block_until_done((self,), timeout, "fut.exception()")
         if self._state == CANCELLED:
             raise self._cancelled_error()
@@ -234,8 +241,9 @@ class Future(Node, Generic[T_co]):
                 check_not_waiting_on_itself(self, "await")  # it could be an ancestor
             waiter = loop.create_future()
             waker: object = waiter
-            trace = _trace.active
-            wait = None if trace is None else trace._wait_began(self)
+            hooked = bool(HOOKS)
+            if hooked:
+                _instruments.call("wait_began", self)
             if loop is self._loop:
                 callbacks = self._callbacks
                 if callbacks is None:
@@ -252,8 +260,8 @@ class Future(Node, Generic[T_co]):
                 self._discard_callback(waker)
                 raise
             finally:
-                if wait is not None:
-                    wait.end = _trace.now_of(wait)
+                if hooked:
+                    _instruments.call("wait_ended", self)
         if self._state == FINISHED and self._exception is None:
             return self._result  # type: ignore[no-any-return]
         return self._outcome()
@@ -438,15 +446,8 @@ class Future(Node, Generic[T_co]):
             self._exception = exc
             self._tb = exc.__traceback__
         self._state = state  # last: other threads read the outcome once they see it
-        if self._record is not None:
-            _trace.settled(
-                self._record,
-                "cancelled"
-                if state == CANCELLED
-                else "value"
-                if exc is None
-                else type(exc).__name__,
-            )
+        if HOOKS:
+            _instruments.call("fork_finished", self, exc)
         self._task = None  # the task's context refers back to this Future
         if self._item is not None:
             self._item = None  # the work item refers back to this Future
@@ -520,26 +521,3 @@ class _ForeignWaker:
             post(self.loop, wake, self.waiter)
         except RuntimeError:  # the waiting loop is gone; nobody is left to wake
             pass
-
-
-def current_fork() -> Future[Any] | None:
-    """The fork whose code is running now, looking through groups to their owner."""
-    node = CURRENT.get()
-    return None if node is None else node._owner_fork()
-
-
-def check_not_waiting_on_itself(fut: Future[Any], how: str) -> None:
-    """Raise DeadlockError if the running fork waits on itself or on an ancestor."""
-    cur = current_fork()
-    if cur is None or fut._depth > cur._depth:
-        return
-    node: Future[Any] | None = cur
-    while node is not None:
-        if node is fut:
-            who = "its own Future" if fut is cur else f"its ancestor {fut!r}"
-            raise DeadlockError(
-                f"{cur!r} waits ({how}) on {who}, which can only finish after it: this would "
-                "hang forever. Return the value instead of waiting for it, or fork the work "
-                "as a detached fork with af.fork.options(detached=True)."
-            )
-        node = node._parent

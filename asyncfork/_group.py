@@ -15,12 +15,13 @@ from contextvars import Token
 from types import TracebackType
 from typing import Any
 
+from ._blocking import blocking_acquire
 from ._errors import DeadlockError, callable_name, check_count, check_timeout
 from ._fork import Forker
-from ._future import PENDING, Future, current_fork
+from ._future import PENDING, Future
 from ._mailbox import post
-from ._runner import background_loop
-from ._scope import CURRENT, Node, joined_future
+from ._runner import background_loop, roots_of
+from ._scope import CURRENT, Node, current_fork, joined_future
 
 _NEW, _OPEN, _CLOSED = range(3)
 _REFUSED_BY = "_asyncfork_refused_by"  # marks the CancelledError a group raised itself
@@ -60,6 +61,7 @@ class Group(Node):
         self._task: asyncio.Task[Any] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._token: Token[Node | None] | None = None
+        self._holder: Node | None = None  # the scope the group is open in (for af.tree)
         #: ``g.fork(func, *args, **kwargs)`` forks into this group; ``g.fork.options(...)`` too.
         self.fork = Forker(group=self)
 
@@ -80,6 +82,9 @@ class Group(Node):
         if self._owner is not None:
             self._depth = self._owner._depth
         self._state = _OPEN
+        enclosing = CURRENT.get()
+        self._holder = roots_of(loop) if enclosing is None else enclosing
+        self._holder._add_group(self)
         self._token = CURRENT.set(self)
         if self._timeout is not None:
             deadline = time.monotonic() + self._timeout
@@ -233,6 +238,9 @@ class Group(Node):
 
     def _close_on_loop(self) -> None:
         self._state = _CLOSED
+        if self._holder is not None:
+            self._holder._discard_group(self)
+            self._holder = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -311,8 +319,6 @@ class Group(Node):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool:
-        from ._wait import blocking_acquire
-
         assert self._loop is not None
         outcome: list[BaseException | None] = []
         joined = threading.Lock()

@@ -1,4 +1,4 @@
-"""``run``, ``current``, ``check_cancelled`` and ``configure``."""
+"""The root of ``af.run``, and ``current``, ``check_cancelled``, ``configure``, ``shutdown``."""
 
 # The package's modules share each other's private names by design.
 # pyright: reportPrivateUsage=false
@@ -6,74 +6,28 @@
 from __future__ import annotations
 
 import asyncio
-import os
-from collections.abc import Callable, Coroutine
-from typing import Any, Literal, ParamSpec, TypeVar, overload
+from collections.abc import Callable
+from typing import Any, Literal
 
-from . import _runner, _threads, _trace
+from . import _runner, _threads
 from ._errors import check_count
 from ._fork import fork
-from ._future import Future, current_fork
+from ._future import Future
 from ._mailbox import close_mailbox, open_mailbox
-from ._runner import OWNED, Roots, cancel_remaining_tasks, new_event_loop
-from ._scope import joined_future, wake
-
-P = ParamSpec("P")
-T = TypeVar("T")
+from ._runner import Roots, cancel_remaining_tasks, disown, new_event_loop, own
+from ._scope import current_fork, joined_future, wake
 
 
-@overload
-def run(func: Callable[P, Coroutine[Any, Any, T]], /, *args: P.args, **kwargs: P.kwargs) -> T: ...
-
-
-@overload
-def run(func: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T: ...
-
-
-def run(func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-    """Run ``func(*args, **kwargs)`` as the root fork on a new event loop and return its value.
-
-    Like ``asyncio.run``: the loop is made in this thread (uvloop when installed)
-    and closed at the end. Every fork made on it is joined first; forks made with
-    ``fork.options(daemon=True)`` are cancelled instead. On Ctrl-C (or a fork's
-    ``KeyboardInterrupt`` or ``SystemExit``) everything is cancelled, its cleanup
-    runs, and the interrupt is raised from here.
-
-    With the environment variable ``ASYNCFORK_TRACE=DIR`` set (and no trace
-    active), the run is traced and ``DIR/trace.json`` and ``DIR/trace.html`` are
-    written at its end.
-    """
+def run_root(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """``af.run`` without its tracing switch: ``func`` as the root fork of a new loop."""
     if asyncio._get_running_loop() is not None:
         raise RuntimeError(
             "af.run() cannot be called from a running event loop: in async code write "
             "`await af.fork(func, ...)` instead"
         )
-    trace_dir = os.environ.get("ASYNCFORK_TRACE")
-    if not trace_dir or _trace.active is not None:
-        return _run(func, args, kwargs)
-    with _trace.trace() as recorded:
-        try:
-            return _run(func, args, kwargs)
-        finally:
-            recorded.stop()
-            _write_trace(recorded, trace_dir)
-
-
-def _write_trace(recorded: _trace.Trace, trace_dir: str) -> None:
-    """Write the run's trace; a failure is logged, never raised over the run's outcome."""
-    try:
-        os.makedirs(trace_dir, exist_ok=True)
-    except OSError:
-        _trace.logger.exception("asyncfork tracing: cannot create %s", trace_dir)
-        return
-    recorded.to_chrome_trace(os.path.join(trace_dir, "trace.json"))
-    recorded.to_html(os.path.join(trace_dir, "trace.html"))
-
-
-def _run(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     loop = new_event_loop()
     roots = Roots(loop)
-    OWNED[loop] = roots
+    own(loop, roots)
     open_mailbox(loop)
     try:
         asyncio.set_event_loop(loop)
@@ -88,7 +42,7 @@ def _run(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
             raise interrupt
         return started[0].result()
     finally:
-        OWNED.pop(loop, None)
+        disown(loop)
         try:
             cancel_remaining_tasks(loop)
             loop.run_until_complete(loop.shutdown_asyncgens())

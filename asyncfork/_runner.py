@@ -97,8 +97,41 @@ class Roots(Node):
             await joined_future(self, self.loop)
 
 
-# Root sets of the loops asyncfork runs (the background loop and af.run's loops).
+# Root sets of the loops asyncfork runs (the background loop and af.run's loops): their
+# roots are drained when the loop stops.
 OWNED: dict[AbstractEventLoop, Roots] = {}
+# Root sets of every loop with forks: OWNED's, and other libraries' loops (asyncio.run's,
+# a web server's), whose roots are only kept track of, so that af.tree() finds them.
+ROOTS: dict[AbstractEventLoop, Roots] = {}
+_roots_lock = threading.Lock()
+
+
+def own(loop: AbstractEventLoop, roots: Roots) -> None:
+    """``loop`` is one of asyncfork's: its roots are drained when it stops."""
+    OWNED[loop] = roots
+    ROOTS[loop] = roots
+
+
+def disown(loop: AbstractEventLoop) -> None:
+    OWNED.pop(loop, None)
+    ROOTS.pop(loop, None)
+
+
+def roots_of(loop: AbstractEventLoop) -> Roots:
+    """The root set of ``loop``; made on the first root fork of a loop asyncfork does not own."""
+    roots = ROOTS.get(loop)
+    if roots is not None:
+        return roots
+    with _roots_lock:
+        # Other libraries' loops never tell us they closed: forget closed ones now.
+        for old in [old for old in ROOTS if old.is_closed() and old not in OWNED]:
+            del ROOTS[old]
+        return ROOTS.setdefault(loop, Roots(loop))
+
+
+def loop_label(loop: AbstractEventLoop) -> str:
+    """How traces and ``af.tree()`` name a loop, so the two can be matched up."""
+    return f"{type(loop).__module__.split('.')[0]} loop 0x{id(loop):x}"
 
 
 def note_interrupt(loop: AbstractEventLoop, exc: BaseException) -> None:
@@ -115,7 +148,7 @@ class _Background:
         self.roots.background = self
         self.thread = threading.Thread(target=self._serve, name=_LOOP_THREAD_NAME, daemon=True)
         self._ready = threading.Event()
-        OWNED[self.loop] = self.roots
+        own(self.loop, self.roots)
         open_mailbox(self.loop)
         self.thread.start()
         self._ready.wait()
@@ -168,7 +201,7 @@ class _Background:
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join()
-        OWNED.pop(self.loop, None)
+        disown(self.loop)
 
 
 _LOOP_THREAD_NAME = "asyncfork-loop"
@@ -286,7 +319,7 @@ atexit.register(_exit_as_interrupted)
 def _reset_after_fork() -> None:
     global _background, _background_lock, _interrupted_at_exit
     if _background is not None:
-        OWNED.pop(_background.loop, None)
+        disown(_background.loop)
     _background = None
     _background_lock = threading.Lock()
     _interrupted_at_exit = False

@@ -17,6 +17,8 @@ from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from ._errors import DeadlockError
+
 if TYPE_CHECKING:
     from ._future import Future
 
@@ -55,6 +57,19 @@ class Node:
     _admits_at_once: bool = True  # no admission step (a group has one)
     # Depth of the fork whose code runs in this scope (-1: none); a Future is its own.
     _depth: int = -1
+    # Groups open in this scope: af.tree() walks into them. Changed from the thread that
+    # enters and exits the group (one set operation, atomic), read only by af.tree().
+    _groups: set[Node] | None = None
+
+    def _add_group(self, group: Node) -> None:
+        if self._groups is None:
+            self._groups = {group}
+        else:
+            self._groups.add(group)
+
+    def _discard_group(self, group: Node) -> None:
+        if self._groups is not None:
+            self._groups.discard(group)
 
     def _fork_target(self, func: object) -> tuple[AbstractEventLoop, Future[Any] | None]:
         """The loop a fork made in this scope runs on, and its parent; raises if closed."""
@@ -126,3 +141,26 @@ class Node:
                 errors.append(child._exception)
         self._failed = None
         return errors
+
+
+def current_fork() -> Future[Any] | None:
+    """The fork whose code is running now, looking through groups to their owner."""
+    node = CURRENT.get()
+    return None if node is None else node._owner_fork()
+
+
+def check_not_waiting_on_itself(fut: Future[Any], how: str) -> None:
+    """Raise DeadlockError if the running fork waits on itself or on an ancestor."""
+    cur = current_fork()
+    if cur is None or fut._depth > cur._depth:
+        return
+    node: Future[Any] | None = cur
+    while node is not None:
+        if node is fut:
+            who = "its own Future" if fut is cur else f"its ancestor {fut!r}"
+            raise DeadlockError(
+                f"{cur!r} waits ({how}) on {who}, which can only finish after it: this would "
+                "hang forever. Return the value instead of waiting for it, or fork the work "
+                "as a detached fork with af.fork.options(detached=True)."
+            )
+        node = node._parent

@@ -20,7 +20,8 @@ from collections.abc import Callable
 from contextvars import Context
 from typing import TYPE_CHECKING, Any
 
-from . import _trace
+from . import _instruments
+from ._instruments import HOOKS
 
 if TYPE_CHECKING:
     from ._future import Future
@@ -95,10 +96,10 @@ class WorkItem:
         _local.item = self
         value: Any = None
         error: BaseException | None = None
-        record = self.future._record
+        hooked = bool(HOOKS)
         cpu = 0.0
-        if record is not None:
-            _trace.started(record, threading.current_thread().name)
+        if hooked:
+            _instruments.call("fork_started", self.future, threading.current_thread().name)
             cpu = time.thread_time()
         try:
             value = self.context.run(self.func, *self.args, **self.kwargs)
@@ -111,9 +112,8 @@ class WorkItem:
         finally:
             _local.item = previous
             self.state = FINISHED
-            if record is not None:
-                record.busy += time.thread_time() - cpu
-                record.steps += 1
+            if hooked:
+                _instruments.call("fork_busy", self.future, time.thread_time() - cpu)
         # Drop references before reporting, so a finished Future keeps no arguments alive.
         self.func = _nothing
         self.args = ()

@@ -1,10 +1,10 @@
 """``af.tree()``: the forks running now, as a tree, for debugging a hang.
 
-asyncfork keeps no registry of live forks (that would cost every fork), so the
-tree is rebuilt from what exists: the root sets of the loops asyncfork owns, the
-fork tasks of those loops and of the loop running in this thread, each Future's
-children, and each fork's parent. Those structures belong to other threads, so
-they are read defensively: copied at once, and read again if they changed meanwhile.
+It reads the scope tree the core keeps for its joins: the root set of every loop
+with forks (asyncfork's own loops and other libraries'), each scope's children
+and open groups, and each fork's parent. Those structures belong to other
+threads, so they are read defensively: copied at once, and read again if they
+changed meanwhile.
 """
 
 # The package's modules share each other's private names by design.
@@ -19,14 +19,11 @@ from asyncio import AbstractEventLoop
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
-from ._fork import _cancel_executor, _cancel_sync, _drive, _drive_returned
 from ._future import PENDING, Future
-from ._runner import OWNED
+from ._runner import OWNED, ROOTS, loop_label
+from ._scope import Node
 
 T = TypeVar("T")
-
-# The task bodies of coroutine forks; their frame holds the fork's Future as ``fut``.
-_FORK_CODES = (_drive.__code__, _drive_returned.__code__)
 
 
 def tree(*, show: bool = True) -> str:
@@ -41,9 +38,9 @@ def tree(*, show: bool = True) -> str:
 
     States: ``pending`` (not started yet), ``running`` (started; this includes
     waiting for its children), ``cancelling`` (cancellation asked, cleanup not
-    finished). It finds the forks of asyncfork's own loops (the background loop
-    and ``af.run``'s) and of the event loop running in the calling thread; a
-    sync fork is found through its parent or its children. Returns ``""`` when no
+    finished). It finds the forks of every event loop, asyncfork's own (the
+    background loop, ``af.run``'s) and others (``asyncio.run``'s, a web
+    server's), sync forks and group members included. Returns ``""`` when no
     fork is running.
     """
     text = _render(_collect())
@@ -63,44 +60,17 @@ def _copy(items: Iterable[T]) -> list[T]:
             return []  # still changing: leave it out rather than fail a debugging aid
 
 
-def _fork_tasks(loop: AbstractEventLoop) -> list[Future[Any]]:
-    """The Futures of the coroutine forks whose tasks run on ``loop``."""
-    try:
-        tasks = asyncio.all_tasks(loop)
-    except RuntimeError:
-        return []
-    found: list[Future[Any]] = []
-    for task in tasks:
-        coro: Any = task.get_coro()
-        if getattr(coro, "cr_code", None) not in _FORK_CODES:
-            continue
-        frame = coro.cr_frame
-        if frame is None:  # it has just returned
-            continue
-        fut = frame.f_locals.get("fut")  # absent once _drive has dropped it, at its end
-        if isinstance(fut, Future):
-            found.append(fut)  # pyright: ignore[reportUnknownArgumentType]
-    return found
-
-
 def _collect() -> list[Future[Any]]:
-    """Every pending fork that can be reached, parents and children included."""
-    stack: list[Future[Any]] = []
-    for loop, roots in _copy(OWNED.items()):
-        stack += _copy(roots._children or ())
-        stack += _fork_tasks(loop)  # group children are in their group, not their parent
-    running = asyncio._get_running_loop()
-    if running is not None and running not in OWNED:
-        stack += _fork_tasks(running)
+    """Every pending fork reachable from the root sets, through children and groups."""
+    scopes: list[Node] = _copy(ROOTS.values())
     seen: dict[Future[Any], None] = {}
-    while stack:
-        fut = stack.pop()
-        if fut in seen or fut._state != PENDING:
-            continue
-        seen[fut] = None
-        stack += _copy(fut._children or ())
-        if fut._parent is not None:
-            stack.append(fut._parent)
+    while scopes:
+        scope = scopes.pop()
+        scopes += _copy(scope._groups or ())
+        for fut in _copy(scope._children or ()):
+            if fut not in seen and fut._state == PENDING:
+                seen[fut] = None
+                scopes.append(fut)
     return list(seen)
 
 
@@ -121,7 +91,7 @@ def _render(forks: list[Future[Any]]) -> str:
 
     lines: list[str] = []
     for loop, tops in by_loop.items():
-        lines.append(f"<{_loop_label(loop)}> ({_loop_thread(loop)})")
+        lines.append(f"<{loop_label(loop)}> ({_loop_thread(loop)})")
         # Depth-first without recursion: a fork tree can be deeper than Python's stack.
         pending: list[tuple[Future[Any], str, bool]] = [
             (fut, "", i == len(tops) - 1) for i, fut in reversed(list(enumerate(tops)))
@@ -145,10 +115,8 @@ def _describe(fut: Future[Any], now: float) -> str:
     else:
         state = "pending"
     parts = [fut.name, state, _age(now - fut._created)]
-    if fut._canceller is _cancel_sync:
-        parts.append("(thread)")
-    elif fut._canceller is _cancel_executor:
-        parts.append("(executor)")
+    if fut._kind != "coroutine":
+        parts.append(f"({fut._kind})")
     scope = fut._scope
     if scope is not None and not scope._admits_at_once:  # a group
         name = getattr(scope, "_name", None)
@@ -163,11 +131,6 @@ def _age(seconds: float) -> str:
     if minutes < 60:
         return f"{minutes}m{seconds:02d}s"
     return f"{minutes // 60}h{minutes % 60:02d}m"
-
-
-def _loop_label(loop: AbstractEventLoop) -> str:
-    # The same label a trace gives the loop, so the two can be matched up.
-    return f"{type(loop).__module__.split('.')[0]} loop 0x{id(loop):x}"
 
 
 def _loop_thread(loop: AbstractEventLoop) -> str:

@@ -8,151 +8,28 @@ from __future__ import annotations
 import asyncio
 import inspect
 import queue
-import threading
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from typing import Any, TypeVar, cast, overload
 
-from . import _threads, _trace
+from . import _threads
+from ._blocking import Waker, block_until_done, failed, forget, help_run, prepare, wait_hooks
 from ._errors import DeadlockError, check_timeout
-from ._future import CANCELLED, Future, check_not_waiting_on_itself
+from ._future import Future
+from ._instruments import HOOKS
 from ._mailbox import post
 
 T = TypeVar("T")
 _get_running_loop = asyncio._get_running_loop
 
 
-def blocking_acquire(lock: threading.Lock, timeout: float | None) -> bool:
-    """Block on ``lock``; an asyncfork worker lends its pool slot out meanwhile."""
-    pool = _threads.on_worker_thread()
-    if pool is None:
-        return _threads.acquire(lock, timeout)
-    pool.lend_slot()
-    try:
-        return _threads.acquire(lock, timeout)
-    finally:
-        pool.reclaim_slot()
-
-
-def _failed(fut: Future[Any]) -> bool:
-    return fut._state == CANCELLED or fut._exception is not None
-
-
-class _Waker:
-    """A done-callback that counts completions and fires once: all done, or a failure."""
-
-    __slots__ = ("_count_lock", "fail_fast", "fire", "first_failure", "remaining")
-
-    def __init__(self, remaining: int, fail_fast: bool, fire: Any) -> None:
-        self.remaining = remaining
-        self.fail_fast = fail_fast
-        self.first_failure: Future[Any] | None = None
-        self.fire = fire
-        # Futures of several loops call back from several threads.
-        self._count_lock = threading.Lock()
-
-    def __call__(self, fut: Future[Any]) -> None:
-        with self._count_lock:
-            if self.fire is None:
-                return
-            self.remaining -= 1
-            if self.fail_fast and _failed(fut):
-                self.first_failure = fut
-            elif self.remaining:
-                return
-            fire, self.fire = self.fire, None
-        fire()
-
-
-def _prepare(futs: Sequence[Future[Any]], what: str) -> list[Future[Any]]:
-    for fut in futs:
-        if not fut.done():
-            check_not_waiting_on_itself(fut, what)
-    return [fut for fut in futs if not fut.done()]
-
-
-def _help(pending: list[Future[Any]]) -> None:
-    """On a worker thread: run queued sync forks we are about to wait on, right here."""
-    pool = _threads.on_worker_thread()
-    if pool is None:
-        return
-    for fut in pending:
-        item = fut._item
-        if type(item) is _threads.WorkItem and item.state == _threads.QUEUED and pool.claim(item):
-            item.run()
-
-
-def block_until_done(
-    futs: Sequence[Future[Any]], timeout: float | None, what: str, fail_fast: bool = True
-) -> Future[Any] | None:
-    """Block this thread until every Future is done (or, fail-fast, one has failed).
-
-    Returns the first failure seen in completion order, if any.
-    """
-    if _get_running_loop() is not None:
-        raise DeadlockError(
-            f"{what} on an unfinished Future would block the event loop running in this "
-            "thread: write `await fut` (or `await af.wait(...)`) instead"
-        )
-    pending = _prepare(futs, what)
-    if not pending:
-        return None
-    _help(pending)
-    pending = [fut for fut in pending if not fut.done()]
-    if fail_fast:
-        for fut in futs:
-            if fut.done() and _failed(fut):
-                return fut
-    if not pending:
-        return None
-    released = threading.Lock()
-    released.acquire()
-    waits = _trace_waits(pending)
-    waker = _Waker(len(pending), fail_fast, released.release)
-    for fut in pending:
-        fut.add_done_callback(waker)
-    try:
-        if not blocking_acquire(released, timeout):
-            unfinished = sum(not fut.done() for fut in futs)
-            raise TimeoutError(
-                f"{what} timed out after {timeout}s with {unfinished} of {len(futs)} "
-                "Futures unfinished (they go on running)"
-            )
-    except KeyboardInterrupt:
-        for fut in pending:
-            fut.cancel("KeyboardInterrupt while waiting")
-        raise
-    finally:
-        _forget(pending, waker)
-        _end_waits(waits)
-    return waker.first_failure
-
-
-def _trace_waits(pending: list[Future[Any]]) -> list[_trace.WaitRecord | None]:
-    trace = _trace.active
-    return [] if trace is None else [trace._wait_began(fut) for fut in pending]
-
-
-def _end_waits(waits: list[_trace.WaitRecord | None]) -> None:
-    trace = _trace.active
-    if trace is not None:
-        for wait in waits:
-            trace._wait_ended(wait)
-
-
-def _forget(futs: Iterable[Future[Any]], callback: object) -> None:
-    """A waiter is leaving: take its callback off the Futures that are still pending."""
-    for fut in futs:
-        fut._discard_callback(callback)
-
-
 async def _await_done(
     futs: Sequence[Future[Any]], seconds: float | None, fail_fast: bool
 ) -> Future[Any] | None:
-    pending = _prepare(futs, "await af.wait()")
+    pending = prepare(futs, "await af.wait()")
     if fail_fast:
         for fut in futs:
-            if fut.done() and _failed(fut):
+            if fut.done() and failed(fut):
                 return fut
     if not pending:
         return None
@@ -166,10 +43,11 @@ async def _await_done(
         else:
             post(loop, fire)
 
-    waker = _Waker(len(pending), fail_fast, fire)
+    waker = Waker(len(pending), fail_fast, fire)
     for fut in pending:
         fut.add_done_callback(waker)
-    waits = _trace_waits(pending)
+    if HOOKS:
+        wait_hooks("wait_began", pending)
     try:
         if seconds is None:
             await woken
@@ -184,8 +62,9 @@ async def _await_done(
                 ) from None
     finally:
         waker.fire = None  # no later wake-ups for a waiter that has gone
-        _forget(pending, waker)
-        _end_waits(waits)
+        forget(pending, waker)
+        if HOOKS:
+            wait_hooks("wait_ended", pending)
     return waker.first_failure
 
 
@@ -312,13 +191,13 @@ class AsCompleted(Iterator[Future[T]]):
         if self._queue is None:
             done: queue.SimpleQueue[Future[T]] = queue.SimpleQueue()
             self._queue = done
-            pending = _prepare(self._futs, "as_completed()")
+            pending = prepare(self._futs, "as_completed()")
             if pending and _get_running_loop() is not None:
                 raise DeadlockError(
                     "iterating af.as_completed() with `for` blocks, which would freeze the event "
                     "loop running in this thread: write `async for fut in af.as_completed(...)`"
                 )
-            _help(pending)
+            help_run(pending)
             for fut in self._futs:
                 fut.add_done_callback(done.put)
         pool = _threads.on_worker_thread()
@@ -336,7 +215,7 @@ class AsCompleted(Iterator[Future[T]]):
 
         try:
             if not _threads.wait_in_slices(attempt, self._remaining()):
-                _forget(self._futs, done.put)
+                forget(self._futs, done.put)
                 raise self._timed_out()
         finally:
             if pool is not None:
@@ -350,7 +229,7 @@ class AsCompleted(Iterator[Future[T]]):
     async def _async_iter(self) -> AsyncIterator[Future[T]]:
         loop = asyncio.get_running_loop()
         done: asyncio.Queue[Future[T]] = asyncio.Queue()
-        _prepare(self._futs, "as_completed()")
+        prepare(self._futs, "as_completed()")
 
         def arrived(fut: Future[T]) -> None:
             if _get_running_loop() is loop:
@@ -369,7 +248,7 @@ class AsCompleted(Iterator[Future[T]]):
                 self._left -= 1
                 yield fut
         finally:
-            _forget(self._futs, arrived)
+            forget(self._futs, arrived)
 
 
 def as_completed(futs: Iterable[Future[T]], *, timeout: float | None = None) -> AsCompleted[T]:

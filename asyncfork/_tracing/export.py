@@ -23,10 +23,10 @@ import json
 import os
 from typing import TYPE_CHECKING, Any
 
-from ._analysis import satisfied, wall_time
+from .analysis import satisfied, wall_time
 
 if TYPE_CHECKING:
-    from ._trace import ForkRecord, Trace
+    from .recorder import ForkRecord, Trace
 
 _US = 1e6  # the format's times are microseconds
 

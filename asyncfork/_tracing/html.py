@@ -19,7 +19,7 @@ from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._trace import ForkRecord, Trace
+    from .recorder import ForkRecord, Trace
 
 _KINDS = ("coroutine", "thread", "executor")
 # Above this many forks the tree opens only its first two levels.
@@ -72,7 +72,7 @@ def _trace_end(trace: Trace) -> float:
 
 
 def _summary_text(trace: Trace) -> str | None:
-    from ._analysis import summarize
+    from .analysis import summarize
 
     try:
         return summarize(trace).text()

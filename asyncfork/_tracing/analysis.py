@@ -43,10 +43,8 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from . import _trace
-
 if TYPE_CHECKING:
-    from ._trace import ForkRecord, Trace, WaitRecord
+    from .recorder import ForkRecord, Trace, WaitRecord
 
 _TOP = 5  # rows shown in the "most busy" and "longest waits" tables
 
@@ -144,7 +142,7 @@ def wall_time(trace: Trace) -> float:
     """The trace's length: its duration, or the time so far while it records."""
     if trace.duration is not None:
         return trace.duration
-    if _trace.active is trace:
+    if trace.recording:
         return trace.now()
     ends = [r.finished or r.created for r in trace.forks]
     ends += [w.end or w.start for w in trace.waits]

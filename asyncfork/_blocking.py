@@ -1,0 +1,145 @@
+"""Blocking a thread until Futures are done, without deadlocks and with Ctrl-C let through.
+
+A worker thread that blocks lends its pool slot out, and first runs inline the
+queued sync forks it is about to wait on ("helping"), so recursive sync fork/wait
+cannot starve the pool.
+"""
+
+# The package's modules share each other's private names by design.
+# pyright: reportPrivateUsage=false
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from . import _instruments, _threads
+from ._errors import DeadlockError
+from ._instruments import HOOKS
+from ._scope import check_not_waiting_on_itself
+
+if TYPE_CHECKING:
+    from ._future import Future
+
+_get_running_loop = asyncio._get_running_loop
+
+
+def blocking_acquire(lock: threading.Lock, timeout: float | None) -> bool:
+    """Block on ``lock``; an asyncfork worker lends its pool slot out meanwhile."""
+    pool = _threads.on_worker_thread()
+    if pool is None:
+        return _threads.acquire(lock, timeout)
+    pool.lend_slot()
+    try:
+        return _threads.acquire(lock, timeout)
+    finally:
+        pool.reclaim_slot()
+
+
+def failed(fut: Future[Any]) -> bool:
+    return fut.cancelled() or fut._exception is not None
+
+
+class Waker:
+    """A done-callback that counts completions and fires once: all done, or a failure."""
+
+    __slots__ = ("_count_lock", "fail_fast", "fire", "first_failure", "remaining")
+
+    def __init__(self, remaining: int, fail_fast: bool, fire: Any) -> None:
+        self.remaining = remaining
+        self.fail_fast = fail_fast
+        self.first_failure: Future[Any] | None = None
+        self.fire = fire
+        # Futures of several loops call back from several threads.
+        self._count_lock = threading.Lock()
+
+    def __call__(self, fut: Future[Any]) -> None:
+        with self._count_lock:
+            if self.fire is None:
+                return
+            self.remaining -= 1
+            if self.fail_fast and failed(fut):
+                self.first_failure = fut
+            elif self.remaining:
+                return
+            fire, self.fire = self.fire, None
+        fire()
+
+
+def prepare(futs: Sequence[Future[Any]], what: str) -> list[Future[Any]]:
+    for fut in futs:
+        if not fut.done():
+            check_not_waiting_on_itself(fut, what)
+    return [fut for fut in futs if not fut.done()]
+
+
+def help_run(pending: list[Future[Any]]) -> None:
+    """On a worker thread: run queued sync forks we are about to wait on, right here."""
+    pool = _threads.on_worker_thread()
+    if pool is None:
+        return
+    for fut in pending:
+        item = fut._item
+        if type(item) is _threads.WorkItem and item.state == _threads.QUEUED and pool.claim(item):
+            item.run()
+
+
+def block_until_done(
+    futs: Sequence[Future[Any]], timeout: float | None, what: str, fail_fast: bool = True
+) -> Future[Any] | None:
+    """Block this thread until every Future is done (or, fail-fast, one has failed).
+
+    Returns the first failure seen in completion order, if any.
+    """
+    if _get_running_loop() is not None:
+        raise DeadlockError(
+            f"{what} on an unfinished Future would block the event loop running in this "
+            "thread: write `await fut` (or `await af.wait(...)`) instead"
+        )
+    pending = prepare(futs, what)
+    if not pending:
+        return None
+    help_run(pending)
+    pending = [fut for fut in pending if not fut.done()]
+    if fail_fast:
+        for fut in futs:
+            if fut.done() and failed(fut):
+                return fut
+    if not pending:
+        return None
+    released = threading.Lock()
+    released.acquire()
+    if HOOKS:
+        wait_hooks("wait_began", pending)
+    waker = Waker(len(pending), fail_fast, released.release)
+    for fut in pending:
+        fut.add_done_callback(waker)
+    try:
+        if not blocking_acquire(released, timeout):
+            unfinished = sum(not fut.done() for fut in futs)
+            raise TimeoutError(
+                f"{what} timed out after {timeout}s with {unfinished} of {len(futs)} "
+                "Futures unfinished (they go on running)"
+            )
+    except KeyboardInterrupt:
+        for fut in pending:
+            fut.cancel("KeyboardInterrupt while waiting")
+        raise
+    finally:
+        forget(pending, waker)
+        if HOOKS:
+            wait_hooks("wait_ended", pending)
+    return waker.first_failure
+
+
+def forget(futs: Iterable[Future[Any]], callback: object) -> None:
+    """A waiter is leaving: take its callback off the Futures that are still pending."""
+    for fut in futs:
+        fut._discard_callback(callback)
+
+
+def wait_hooks(name: str, futs: Iterable[Future[Any]]) -> None:
+    for fut in futs:
+        _instruments.call(name, fut)

@@ -1,0 +1,88 @@
+"""Launching a fork on its loop: registering it with its scope, its timeout, its start."""
+
+# The package's modules share each other's private names by design.
+# pyright: reportPrivateUsage=false
+
+from __future__ import annotations
+
+import threading
+import time
+from asyncio import AbstractEventLoop
+from collections.abc import Callable
+from typing import Any
+
+from ._future import PENDING, Future
+from ._mailbox import post
+from ._outcome import on_timeout
+
+_inflight_lock = threading.Lock()
+
+
+def post_launch(
+    fut: Future[Any], start: Callable[[Future[Any]], None] | None, deadline: float | None
+) -> None:
+    """From another thread: launch on the fork's loop, counted so its parent waits for it."""
+    parent = fut._scope
+    counted = type(parent) is Future
+    if counted:
+        assert isinstance(parent, Future)
+        with _inflight_lock:
+            if parent._state != PENDING:
+                parent._fork_target(fut)  # raises: the parent has finished
+            parent._inflight += 1
+    try:
+        _post(fut._loop, launch, fut, start, deadline, counted)
+    except BaseException:
+        if counted:
+            with _inflight_lock:
+                parent._inflight -= 1  # type: ignore[union-attr]
+        raise
+
+
+def _post(loop: AbstractEventLoop, fn: Callable[..., object], *args: Any) -> None:
+    try:
+        post(loop, fn, *args)
+    except RuntimeError:
+        raise RuntimeError(
+            f"cannot fork onto {loop!r}: the event loop is closed. Fork from code that runs "
+            "while its loop does, or from a plain thread (which uses the background loop)"
+        ) from None
+
+
+def launch(
+    fut: Future[Any],
+    start: Callable[[Future[Any]], None] | None,
+    deadline: float | None,
+    counted: bool = False,
+) -> None:
+    """On the fork's loop: register it with its scope, arm its timeout, and start it."""
+    scope = fut._scope
+    if counted:
+        assert scope is not None
+        with _inflight_lock:
+            scope._inflight -= 1
+        if fut._state != PENDING:
+            scope._inflight_arrived()
+    if fut._state != PENDING:  # cancelled before it got here
+        return
+    if scope is not None:
+        if type(scope) is Future and scope._state != PENDING:
+            # The parent finished while this fork was on its way from another thread.
+            fut._scope = None
+            fut._cancel_on_loop(f"its parent {scope!r} had finished")
+            return
+        scope._add_child(fut)
+        if scope._cancel_requested:
+            fut._cancel_on_loop("its parent was cancelled")  # it never starts
+            return
+    if deadline is not None:
+        delay = deadline - time.monotonic()
+        if delay <= 0:
+            on_timeout(fut)  # it never starts
+            return
+        fut._timer = fut._loop.call_later(delay, on_timeout, fut)
+    if start is not None:
+        if scope is not None:
+            scope._admit(fut, start)
+        else:
+            start(fut)

@@ -1,0 +1,82 @@
+"""Sync forks in worker threads: submitting, settling on the loop, cancelling."""
+
+# The package's modules share each other's private names by design.
+# pyright: reportPrivateUsage=false
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from functools import partial
+from typing import Any
+
+from . import _threads
+from ._coroutine_fork import cancel_coroutine, drive_returned
+from ._future import PENDING, Future
+from ._mailbox import post
+from ._outcome import finish
+from ._runner import note_interrupt
+from ._threads import WorkItem
+
+_Task = asyncio.Task
+
+
+def submit_item(fut: Future[Any]) -> None:
+    fut._started = True
+    assert fut._item is not None
+    _threads.pool().submit(fut._item)
+
+
+def sync_returned(item: WorkItem, value: Any, error: BaseException | None) -> None:
+    """In the worker thread: hand the outcome to the fork's loop."""
+    fut = item.future
+    try:
+        post(fut._loop, sync_settle, fut, item, value, error)
+    except RuntimeError:  # the loop is closed: settle here, nobody else can
+        if error is None and inspect.iscoroutine(value):
+            value.close()
+            error = RuntimeError(f"fork {fut.name!r} returned a coroutine after its loop closed")
+        finish(fut, value, error)
+
+
+def sync_settle(fut: Future[Any], item: WorkItem, value: Any, error: BaseException | None) -> None:
+    returned_coroutine = error is None and inspect.iscoroutine(value)
+    if fut._state != PENDING or (fut._cancel_requested and fut._on_cancel == "abandon"):
+        # Abandoned: its result is dropped without noise (the abandon path settles it).
+        if returned_coroutine:
+            value.close()
+        return
+    if returned_coroutine:
+        if fut._cancel_requested:  # cancelled (or timed out) while the function ran
+            value.close()
+            value = None
+        else:
+            # A sync callable returned a coroutine: run it on the host loop, as this fork.
+            fut._returned = value
+            fut._started = False
+            fut._canceller = cancel_coroutine
+            fut._task = _Task(drive_returned(fut, value), loop=fut._loop, context=item.context)
+            return
+    if error is not None:
+        if isinstance(error, (KeyboardInterrupt, SystemExit)):
+            note_interrupt(fut._loop, error)
+        fut._cancel_children()
+    fut._when_joined(partial(sync_joined, fut, value, error))
+
+
+def sync_joined(fut: Future[Any], value: Any, error: BaseException | None) -> None:
+    if error is None and fut._cancel_requested:
+        error = fut._cancelled_error()  # on_cancel="wait": the result is discarded
+    finish(fut, value, error)
+
+
+def cancel_sync(fut: Future[Any], msg: str | None) -> None:
+    item = fut._item
+    assert item is not None
+    if _threads.pool().drop(item):
+        finish(fut, None, fut._cancelled_error())  # never started
+        return
+    # Running in a thread: it cannot be interrupted, but its children can.
+    fut._cancel_children(msg)
+    if fut._on_cancel == "abandon" and item.state != _threads.FINISHED:
+        fut._when_joined(partial(finish, fut, None, fut._cancelled_error()))

@@ -1,0 +1,345 @@
+"""Capturing the fork/wait graph: a :class:`Trace` records forks and waits while active.
+
+The recorder is an instrument like any other: ``with af.trace()`` installs it and
+its exit removes it. Every fork made meanwhile gets a :class:`ForkRecord`,
+coroutine forks are timed step by step, sync forks by their thread's CPU time,
+and every wait on an unfinished Future gets a :class:`WaitRecord`.
+"""
+
+# The package's modules share each other's private names by design.
+# pyright: reportPrivateUsage=false
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import threading
+import time
+import weakref
+from asyncio import AbstractEventLoop
+from collections.abc import Callable
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from asyncfork import _instruments
+from asyncfork._instruments import Instrument
+from asyncfork._runner import loop_label
+from asyncfork._scope import current_fork
+
+if TYPE_CHECKING:
+    from asyncfork._future import Future
+
+    from .analysis import TraceSummary
+
+logger = logging.getLogger("asyncfork")
+_clock = time.perf_counter
+
+
+@attrs.define(eq=False)
+class ForkRecord:
+    """One fork, as the trace saw it. Times are seconds since the trace started."""
+
+    id: int
+    parent: int | None
+    group: str | None
+    name: str
+    kind: str  # "coroutine", "thread" or "executor"
+    loop: str  # the loop (and its thread) the fork belongs to
+    created: float
+    thread: str | None = None  # where its code ran: the loop's thread or a worker's
+    started: float | None = None
+    finished: float | None = None
+    outcome: str | None = None  # "value", "cancelled", or the exception's type name
+    busy: float = 0.0  # time its steps ran (coroutine) or its thread's CPU time (sync)
+    steps: int = 0
+
+
+@attrs.define(eq=False)
+class WaitRecord:
+    """Code (a fork, or ``waiter=None`` for code outside forks) waiting on a Future."""
+
+    waiter: int | None
+    awaited: int
+    thread: str
+    start: float
+    end: float | None = None
+
+
+# The trace being recorded, if any: traces do not nest.
+active: Trace | None = None
+_active_lock = threading.Lock()
+
+
+class Trace:
+    """The forks and waits recorded while ``with af.trace() as t:`` was active.
+
+    Use it as ``with`` or ``async with``. Afterwards: :meth:`summary`,
+    :meth:`to_chrome_trace`, :meth:`to_html`, :meth:`to_dot`.
+    """
+
+    __module__ = "asyncfork"
+
+    def __init__(self) -> None:
+        self.forks: list[ForkRecord] = []
+        self.waits: list[WaitRecord] = []
+        self.origin = 0.0  # perf_counter() at the start
+        self.duration: float | None = None
+        self._recorder: _Recorder | None = None
+
+    # -- switching on and off ----------------------------------------------------------
+
+    def start(self) -> Trace:
+        """Start recording (``with`` does this); raises RuntimeError if a trace is active."""
+        global active
+        with _active_lock:
+            if active is not None:
+                raise RuntimeError("a trace is already active; traces do not nest")
+            self.origin = _clock()
+            self.duration = None
+            self._recorder = _Recorder(self)
+            _instruments.add(self._recorder)
+            active = self
+        return self
+
+    def stop(self) -> None:
+        """Stop recording (``with`` does this at its exit); forks go on, unrecorded."""
+        global active
+        with _active_lock:
+            if active is self:
+                active = None
+                self.duration = _clock() - self.origin
+                assert self._recorder is not None
+                _instruments.remove(self._recorder)
+                self._recorder.close()
+
+    def __enter__(self) -> Trace:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> Trace:
+        return self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def now(self) -> float:
+        """Seconds since the trace started."""
+        return _clock() - self.origin
+
+    @property
+    def recording(self) -> bool:
+        """True between :meth:`start` and :meth:`stop`."""
+        return self._recorder is not None and self.duration is None
+
+    # -- views and exports (each in its own module) --------------------------------------
+
+    def summary(self, *, show: bool = True) -> TraceSummary:
+        """The time view and the work/span profile; printed too unless ``show=False``."""
+        from .analysis import summarize
+
+        result = summarize(self)
+        if show:
+            print(result.text())
+        return result
+
+    def to_chrome_trace(self, path: str | os.PathLike[str]) -> bool:
+        """Write Trace Event Format JSON (Perfetto, chrome://tracing); False if it failed."""
+        from .export import write_chrome_trace
+
+        return _export_safely("the Chrome trace export", write_chrome_trace, self, path)
+
+    def to_html(self, path: str | os.PathLike[str]) -> bool:
+        """Write one self-contained HTML page: timeline, fork tree, summary; False if failed."""
+        from .html import write_html
+
+        return _export_safely("the HTML export", write_html, self, path)
+
+    def to_dot(self, path: str | os.PathLike[str]) -> bool:
+        """Write the fork/wait graph for Graphviz; False if it failed."""
+        from .export import write_dot
+
+        return _export_safely("the Graphviz export", write_dot, self, path)
+
+
+class _Recorder(Instrument):
+    """The instrument that fills one :class:`Trace` (kept apart so that Trace has no hooks).
+
+    Per-fork records live in a side table keyed by the Future (weakly: a trace
+    must not keep finished forks' values alive). Forks made before the trace
+    started are not in it, and are not recorded.
+    """
+
+    def __init__(self, trace: Trace) -> None:
+        self.trace = trace
+        self.records: weakref.WeakKeyDictionary[Future[Any], ForkRecord] = (
+            weakref.WeakKeyDictionary()
+        )
+        self.open_waits: dict[tuple[int, int], list[WaitRecord]] = {}
+        self.ids = itertools.count(1)
+        self.lock = threading.Lock()  # hooks run in many threads at once
+        self.closed = False
+
+    def close(self) -> None:
+        with self.lock:
+            self.closed = True
+            self.records.clear()
+            self.open_waits.clear()
+
+    def _record_of(self, fut: Future[Any] | None) -> ForkRecord | None:
+        return None if fut is None else self.records.get(fut)
+
+    def fork_made(self, fut: Future[Any]) -> None:
+        scope = fut._scope
+        group = None
+        if scope is not None and not scope._admits_at_once:  # a group
+            group = getattr(scope, "_name", None) or f"group 0x{id(scope):x}"
+        with self.lock:
+            if self.closed:
+                return
+            parent = self._record_of(fut._parent)
+            record = ForkRecord(
+                id=next(self.ids),
+                parent=None if parent is None else parent.id,
+                group=group,
+                name=fut.name,
+                kind=fut._kind,
+                loop=_loop_label(fut._loop),
+                created=self.trace.now(),
+            )
+            self.records[fut] = record
+            self.trace.forks.append(record)
+
+    def fork_started(self, fut: Future[Any], where: str) -> None:
+        record = self.records.get(fut)
+        if record is not None and not self.closed:
+            record.started = self.trace.now()
+            record.thread = where
+
+    def fork_busy(self, fut: Future[Any], seconds: float) -> None:
+        record = self.records.get(fut)
+        if record is not None and not self.closed:
+            record.busy += seconds
+            record.steps += 1
+
+    def fork_finished(self, fut: Future[Any], exc: BaseException | None) -> None:
+        record = self.records.get(fut)
+        if record is None or self.closed:
+            return
+        record.outcome = (
+            "cancelled" if fut.cancelled() else "value" if exc is None else type(exc).__name__
+        )
+        record.finished = self.trace.now()
+
+    def wait_began(self, fut: Future[Any]) -> None:
+        record = self.records.get(fut)
+        if record is None:
+            return  # a Future made before this trace started
+        waiter = self._record_of(current_fork())
+        wait = WaitRecord(
+            waiter=None if waiter is None else waiter.id,
+            awaited=record.id,
+            thread=threading.current_thread().name,
+            start=self.trace.now(),
+        )
+        with self.lock:
+            if self.closed:
+                return
+            self.trace.waits.append(wait)
+            self.open_waits.setdefault(_wait_key(fut), []).append(wait)
+
+    def wait_ended(self, fut: Future[Any]) -> None:
+        with self.lock:
+            waits = self.open_waits.get(_wait_key(fut))
+            if not waits:
+                return
+            wait = waits.pop()
+            if not waits:
+                del self.open_waits[_wait_key(fut)]
+            wait.end = self.trace.now()
+
+
+def _wait_key(fut: Future[Any]) -> tuple[int, int]:
+    """Who waits on ``fut``: the running task, else the thread (pairs began with ended)."""
+    task = asyncio.current_task() if asyncio._get_running_loop() is not None else None
+    return (threading.get_ident() if task is None else id(task)), id(fut)
+
+
+def _loop_label(loop: AbstractEventLoop) -> str:
+    label = _loop_labels.get(loop)
+    if label is None:
+        label = _loop_labels[loop] = loop_label(loop)
+    return label
+
+
+# Loop -> its label; weak, so a closed loop is not kept alive by having been traced.
+_loop_labels: weakref.WeakKeyDictionary[AbstractEventLoop, str] = weakref.WeakKeyDictionary()
+
+
+def _export_safely(
+    what: str,
+    write: Callable[[Trace, str | os.PathLike[str]], None],
+    trace: Trace,
+    path: str | os.PathLike[str],
+) -> bool:
+    """Run an exporter; a failure is logged through the asyncfork logger, never raised."""
+    try:
+        write(trace, path)
+    except Exception:
+        logger.exception("asyncfork tracing: %s to %s failed", what, os.fspath(path))
+        return False
+    return True
+
+
+def trace() -> Trace:
+    """Record every fork and wait while active: ``with af.trace() as t: ...``.
+
+    Then ``t.summary()`` prints and returns the work/span profile,
+    ``t.to_chrome_trace(path)``, ``t.to_html(path)`` and ``t.to_dot(path)`` export
+    it. One trace can be active at a time.
+    """
+    return Trace()
+
+
+def run_traced(
+    run_root: Callable[[Callable[..., Any], tuple[Any, ...], dict[str, Any]], Any],
+    func: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    trace_dir: str,
+) -> Any:
+    """``af.run`` under ``ASYNCFORK_TRACE=DIR``: trace the run, write its files at the end."""
+    if active is not None:  # the caller traces already: theirs wins
+        return run_root(func, args, kwargs)
+    with trace() as recorded:
+        try:
+            return run_root(func, args, kwargs)
+        finally:
+            recorded.stop()
+            _write_trace(recorded, trace_dir)
+
+
+def _write_trace(recorded: Trace, trace_dir: str) -> None:
+    """Write the run's trace; a failure is logged, never raised over the run's outcome."""
+    try:
+        os.makedirs(trace_dir, exist_ok=True)
+    except OSError:
+        logger.exception("asyncfork tracing: cannot create %s", trace_dir)
+        return
+    recorded.to_chrome_trace(os.path.join(trace_dir, "trace.json"))
+    recorded.to_html(os.path.join(trace_dir, "trace.html"))
