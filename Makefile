@@ -62,6 +62,7 @@ test: $(VENV)/.stamp-test browser
 lint: $(VENV)/.stamp-lint
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy --strict asyncfork tests/typing
 	$(VENV)/bin/pyright --pythonpath $(VPY)
 

@@ -79,7 +79,14 @@ def start_coroutine(
     kwargs: Any,
     context: Any,
 ) -> None:
-    fut._task = _Task(drive(fut, func, args, kwargs), loop=fut._loop, context=context)
+    fut._task = new_task(fut, drive(fut, func, args, kwargs), context)
+
+
+def new_task(fut: Future[Any], coro: Coroutine[Any, Any, None], context: Any) -> asyncio.Task[None]:
+    """The Task that runs ``coro`` for ``fut``, named after the fork, and so is its coroutine."""
+    name = fut.name
+    coro.__qualname__ = name  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue]
+    return _Task(coro, loop=fut._loop, context=context, name=name)
 
 
 def cancel_coroutine(fut: Future[Any], msg: str | None) -> None:

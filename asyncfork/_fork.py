@@ -6,11 +6,13 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Executor
 from contextvars import copy_context
 from functools import partial
+from traceback import extract_stack
 from types import FunctionType
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, cast, overload
 
@@ -150,9 +152,14 @@ class Forker:
         else:
             loop = background_loop()
 
+        # The name now, not lazily: the fork's Task carries it (asyncio's debug output
+        # and all_tasks() then name the user's function).
+        name = self._name or (
+            func.__qualname__ if type(func) is FunctionType else callable_name(func)
+        )
         fut: Future[Any] = Future._new(
             loop,
-            self._name or func,
+            name,
             parent,  # pyright: ignore[reportUnknownArgumentType]
             scope,  # pyright: ignore[reportUnknownArgumentType]
         )
@@ -168,6 +175,8 @@ class Forker:
             fut._timeout = self._timeout
             deadline = time.monotonic() + self._timeout
 
+        if loop.get_debug():  # asyncio's debug mode: keep where the fork was made
+            fut._source_traceback = extract_stack(sys._getframe(1))
         if kind != COROUTINE:
             fut._kind = THREAD if self._executor is None else EXECUTOR
         if HOOKS:  # the one test instruments cost when none is installed
@@ -185,7 +194,9 @@ class Forker:
                 if held is not None:
                     held._add_child(fut)
                 # An empty kwargs dict is not kept: a pending fork should cost little memory.
-                fut._task = _Task(drive(fut, func, args, kwargs or None), loop=loop)
+                coro = drive(fut, func, args, kwargs or None)
+                coro.__qualname__ = name  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue]
+                fut._task = _Task(coro, loop=loop, name=name)
                 return fut
             context = copy_context()  # now: a queued fork still sees the context of its fork()
             start: Callable[[Future[Any]], None] = partial(

@@ -14,6 +14,7 @@ import asyncio
 import concurrent.futures
 import logging
 import time
+import traceback
 from asyncio import AbstractEventLoop, CancelledError
 from collections.abc import Callable, Coroutine, Generator
 from contextvars import Context, copy_context
@@ -52,23 +53,36 @@ class _NeverRetrieved:
     would slow down every fork); only failed root forks allocate one.
     """
 
-    __slots__ = ("exc", "name", "tb")
+    __slots__ = ("exc", "name", "source", "tb")
 
-    def __init__(self, name: str, exc: BaseException, tb: TracebackType | None) -> None:
+    def __init__(
+        self,
+        name: str,
+        exc: BaseException,
+        tb: TracebackType | None,
+        source: traceback.StackSummary | None,
+    ) -> None:
         # The failure, not the Future: a reference back would make a cycle, and the
         # log line would then wait for the cyclic garbage collector.
         self.name = name
         self.exc: BaseException | None = exc
         self.tb = tb
+        self.source = source
 
     def __del__(self) -> None:
         exc = self.exc
         if exc is None:
             return
         try:
+            forked_at = ""
+            if self.source:  # asyncio's debug mode kept where the fork was made
+                forked_at = "\nfork created at (most recent call last):\n" + "".join(
+                    self.source.format()
+                ).rstrip("\n")
             logger.error(
-                "exception of fork %r was never retrieved",
+                "exception of fork %r was never retrieved%s",
                 self.name,
+                forked_at,
                 exc_info=(type(exc), exc, self.tb),
             )
         except Exception:  # pragma: no cover - logging torn down at exit
@@ -132,6 +146,8 @@ class Future(Node, Generic[T_co]):
     _on_cancel: str = "wait"
     _returned: Coroutine[Any, Any, Any] | None = None  # a sync fork's coroutine, not started
     _kind: str = COROUTINE  # stored on the instance only for the other kinds
+    # Where fork() was called, kept in asyncio's debug mode only (asyncio's own name for it).
+    _source_traceback: traceback.StackSummary | None = None
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         raise TypeError("asyncfork.Future has no public constructor; use af.fork(func, ...)")
@@ -458,7 +474,9 @@ class Future(Node, Generic[T_co]):
         if scope is not None:
             scope._child_done(self)
         if exc is not None and self._parent is None and not self._retrieved:
-            self._never_retrieved = _NeverRetrieved(self.name, exc, self._tb)
+            self._never_retrieved = _NeverRetrieved(
+                self.name, exc, self._tb, self._source_traceback
+            )
         callbacks = self._callbacks
         if callbacks is not None:
             self._callbacks = None

@@ -5,20 +5,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 from functools import partial
 from typing import Any
 
 from . import _threads
-from ._coroutine_fork import cancel_coroutine, drive_returned
+from ._coroutine_fork import cancel_coroutine, drive_returned, new_task
 from ._future import PENDING, Future
 from ._mailbox import post
 from ._outcome import finish
 from ._runner import note_interrupt
 from ._threads import WorkItem
-
-_Task = asyncio.Task
 
 
 def submit_item(fut: Future[Any]) -> None:
@@ -55,7 +52,7 @@ def sync_settle(fut: Future[Any], item: WorkItem, value: Any, error: BaseExcepti
             fut._returned = value
             fut._started = False
             fut._canceller = cancel_coroutine
-            fut._task = _Task(drive_returned(fut, value), loop=fut._loop, context=item.context)
+            fut._task = new_task(fut, drive_returned(fut, value), item.context)
             return
     if error is not None:
         if isinstance(error, (KeyboardInterrupt, SystemExit)):

@@ -36,7 +36,7 @@ _EXIT = object()  # tells a worker thread to end
 
 # How often the main thread wakes while it blocks, to notice a Ctrl-C that the kernel
 # delivered to another thread (a blocked lock wait is interrupted only in the thread
-# that received the signal). DESIGN asks for KeyboardInterrupt within 0.2 s.
+# that received the signal). the rule is KeyboardInterrupt within 0.2 s.
 _MAIN_THREAD_SLICE = 0.05
 
 

@@ -55,7 +55,7 @@ class Impl:
     extra: Callable[[], dict[str, float]] | None = None  # run once after the samples
     samples: int | None = None  # fewer samples than the run's repeats (one-shot giants)
     ref: bool = False  # the scenario's reference (ratio denominator)
-    target: bool = False  # the asyncfork row checked against DESIGN section 10
+    target: bool = False  # the asyncfork row checked against the performance targets
 
 
 @dataclass(frozen=True)

@@ -88,7 +88,7 @@ def s1(kind: str, cfg: Config) -> list[Impl]:
         return (perf_counter() - t) / n
 
     async def asyncfork_traced() -> float:
-        # Tracing switched on: DESIGN allows at most 2x per fork (the row above is "off").
+        # Tracing switched on: the target allows at most 2x per fork (the row above is "off").
         with af.trace():
             return await asyncfork()
 

@@ -1,4 +1,4 @@
-"""Markdown tables (and the DESIGN section 10 target check) from the runner's data."""
+"""Markdown tables (and the check against the performance targets of docs/design.md) from the runner's data."""
 # ruff: noqa: RUF001  (the multiplication sign in the tables is on purpose)
 
 from __future__ import annotations
@@ -272,7 +272,7 @@ def markdown(data: Result) -> str:
         "- trio rows run on trio's own loop; unsync rows on unsync's loop thread (a uvloop in "
         "the uvloop columns); lower is better",
         "",
-        "## DESIGN §10 targets (asyncfork row ÷ reference)",
+        "## Performance targets (asyncfork row ÷ reference)",
         "",
         *target_table(data),
     ]

@@ -29,16 +29,3 @@ def test_demo_runs_and_reports_each_use() -> None:
     for wall, sequential in figures:
         # Concurrency, not a timing target: forked work overlaps, sequential work would not.
         assert float(wall) < float(sequential)
-
-
-def test_unknown_command_prints_usage() -> None:
-    """`python -m asyncfork` with no or a wrong command says how to use it."""
-    result = subprocess.run(
-        [sys.executable, "-m", "asyncfork", "nonsense"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-    )
-    assert result.returncode == 2
-    assert "usage: python -m asyncfork demo" in result.stderr

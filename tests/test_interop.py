@@ -1,19 +1,138 @@
-"""asyncfork Futures inside other async frameworks' code (anyio's asyncio backend)."""
+"""Futures in asyncio's combinators and in anyio's code."""
 
 from __future__ import annotations
 
 import asyncio
+import sys
 
 import anyio
 import anyio.to_thread
 import pytest
+from helpers import T, coro_fork_fn, double, forever, ticks, within
 
 import asyncfork as af
 
+# -- helpers -------------------------------------------------------------------------------
 
-async def double(x: int) -> int:
+# Shorter bound for same-loop asyncio combinators that finish within one iteration or two.
+SHORT = 1.0
+
+
+async def yield_then_double(x: int) -> int:
     await asyncio.sleep(0)
     return 2 * x
+
+
+# -- asyncio.gather, asyncio.wait, asyncio.wait_for ----------------------------------------
+
+
+async def test_asyncio_gather_wait_and_wait_for_take_futures() -> None:
+    """asyncio.gather, asyncio.wait and asyncio.wait_for work with af.Futures on their loop."""
+    f1, f2 = af.fork(double, 1), af.fork(double, 2)
+    assert await asyncio.gather(f1, f2) == [2, 4]
+    f3, f4 = af.fork(double, 3), af.fork(double, 4)
+    done, pending = await asyncio.wait([f3, f4], timeout=T)
+    assert pending == set()
+    assert len(done) == 2
+    assert any(d is f3 for d in done)
+    assert any(d is f4 for d in done)
+    assert await asyncio.wait_for(af.fork(double, 5), T) == 10
+
+
+async def test_asyncio_gather_propagates_fork_error() -> None:
+    """asyncio.gather re-raises a fork's exception, the same object."""
+    bad = af.fork(coro_fork_fn)
+    with pytest.raises(ValueError) as info:
+        await asyncio.gather(bad, af.fork(double, 1))
+    assert info.value is bad.exception()
+
+
+async def test_cancelled_gather_cancels_the_fork():
+    """A cancelled asyncio.gather cancels the Futures it gathers, as it does Tasks."""
+    started = asyncio.Event()
+    cleanup = []
+
+    async def body():
+        started.set()
+        try:
+            await forever()
+        finally:
+            cleanup.append(True)
+
+    fut = af.fork(body)
+    gathered = asyncio.gather(fut)
+    await within(started.wait())
+    gathered.cancel()
+    # asyncio.wait, not wait_for: a gather that never finishes must fail, not hang.
+    await asyncio.wait([gathered], timeout=SHORT)
+    assert gathered.done()
+    with pytest.raises(asyncio.CancelledError):
+        gathered.result()
+    assert fut.cancelled()
+    assert cleanup == [True]
+
+
+async def test_gather_of_a_cancelled_fork():
+    """asyncio.gather treats a cancelled Future like a cancelled Task (raise, or list it)."""
+    started = asyncio.Event()
+
+    async def body():
+        started.set()
+        await forever()
+
+    fut = af.fork(body)
+    listed = asyncio.gather(fut, return_exceptions=True)
+    raised = asyncio.gather(fut)
+    await within(started.wait())
+    fut.cancel()
+    await asyncio.wait([listed, raised], timeout=SHORT)
+    assert fut.cancelled()
+    assert listed.done()
+    assert raised.done()
+    assert [type(x) for x in listed.result()] == [asyncio.CancelledError]
+    with pytest.raises(asyncio.CancelledError):
+        raised.result()
+
+
+async def test_gather_of_an_already_finished_fork():
+    """asyncio.gather takes a finished Future as it is, as it does a finished Task."""
+    ok = af.fork(double, 1)
+    cancelled = af.fork(forever)
+    cancelled.cancel()
+    await asyncio.wait([ok, cancelled], timeout=SHORT)
+    assert ok.done()
+    assert cancelled.done()
+    gathered = asyncio.gather(ok, cancelled, return_exceptions=True)
+    await asyncio.wait([gathered], timeout=SHORT)
+    assert gathered.done()
+    values = gathered.result()
+    assert values[0] == 2
+    assert type(values[1]) is asyncio.CancelledError
+
+
+async def test_wait_for_timeout_on_a_future_follows_the_python_version():
+    """asyncio.wait_for at its timeout cancels the fork on 3.11; on 3.12+ it only awaits it."""
+    started = asyncio.Event()
+
+    async def body():
+        started.set()
+        await forever()
+
+    fut = af.fork(body)
+    await within(started.wait())
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(fut, 0.01)
+    if sys.version_info < (3, 12):
+        await within(asyncio.wait([fut]))
+        assert fut.cancelled()
+    else:
+        await ticks()
+        assert not fut.done()
+        fut.cancel()
+        await within(asyncio.wait([fut]))
+
+
+# -- anyio (asyncio backend) ---------------------------------------------------------------
 
 
 @pytest.mark.parametrize("use_uvloop", [False, True], ids=["asyncio", "uvloop"])
@@ -24,7 +143,7 @@ def test_forks_in_an_anyio_task_group(use_uvloop: bool) -> None:
         results: list[int] = []
 
         async def child(n: int) -> None:
-            results.append(await af.fork(double, n))
+            results.append(await af.fork(yield_then_double, n))
 
         async with anyio.create_task_group() as tg:
             for n in range(5):
@@ -45,7 +164,7 @@ def test_wait_from_an_anyio_worker_thread(use_uvloop: bool) -> None:
     """Sync code offloaded by anyio can block in af.wait on a fork of the loop's code."""
 
     async def main() -> int:
-        fut = af.fork(double, 21)
+        fut = af.fork(yield_then_double, 21)
         return await anyio.to_thread.run_sync(lambda: af.wait(fut, timeout=5))
 
     assert anyio.run(main, backend="asyncio", backend_options={"use_uvloop": use_uvloop}) == 42

@@ -1,31 +1,27 @@
-"""Where work runs: DESIGN sections 3 and 9 (loops, threads, context, workers, executors).
-
-Every blocking call is bounded by a timeout; synchronisation uses events, never sleeps.
-"""
+"""Where work runs: loops, threads and contexts, executors, and forks whose loop closed."""
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextvars
+import inspect
 import multiprocessing
 import os
 import pickle
-import re
-import subprocess
 import sys
-import textwrap
 import threading
+import time
 from asyncio import CancelledError
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
 import pytest
-import uvloop
-from helpers import T
+from helpers import WORKER_NAME, T, double, handler_calls, three, within
 
 import asyncfork as af
 
-WORKER_NAME = re.compile(r"asyncfork-worker-\d+")
+# -- helpers -------------------------------------------------------------------------------
 
 var: contextvars.ContextVar[str] = contextvars.ContextVar("test_placement_var", default="unset")
 
@@ -67,19 +63,23 @@ def process_pool() -> Iterator[ProcessPoolExecutor]:
 
 
 @pytest.fixture
-def fresh_loops(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
-    """No loop choice set, no background loop running; restored afterwards."""
-    monkeypatch.delenv("ASYNCFORK_LOOP", raising=False)
-    af.shutdown(cancel=True, timeout=T)
-    af.configure(loop=None)
+def executor() -> Iterator[concurrent.futures.ThreadPoolExecutor]:
+    ex = concurrent.futures.ThreadPoolExecutor(max_workers=1)
     try:
-        yield monkeypatch
+        yield ex
     finally:
-        af.shutdown(cancel=True, timeout=T)
-        af.configure(loop=None)
+        ex.shutdown(wait=True)
 
 
-# -- section 3: the placement table ---------------------------------------------------
+def _new_user_loop(kind: str) -> asyncio.AbstractEventLoop:
+    if kind == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop()
+    return asyncio.SelectorEventLoop()
+
+
+# -- the placement table -------------------------------------------------------------------
 
 
 async def test_coroutine_fork_from_coroutine_runs_on_callers_loop() -> None:
@@ -156,6 +156,9 @@ def test_sync_fork_from_plain_thread_is_hosted_by_background_loop(loop_kind: str
     assert host_thread == "asyncfork-loop"
 
 
+# -- the background loop keeps serving -----------------------------------------------------
+
+
 @pytest.mark.parametrize("exc_type", [KeyboardInterrupt, SystemExit])
 @pytest.mark.parametrize("kind", ["coroutine", "sync"])
 def test_background_loop_survives_keyboardinterrupt_and_systemexit(
@@ -180,67 +183,45 @@ def test_background_loop_survives_keyboardinterrupt_and_systemexit(
     assert af.wait(af.fork(_square, 7), timeout=T) == 49
 
 
-# -- loop kind: uvloop by default, ASYNCFORK_LOOP and configure() override ------------
+def test_threads_posting_all_the_time_do_not_starve_the_background_loop(loop_kind):
+    """Calls that keep arriving wait for the next loop iteration: timers still fire."""
+
+    async def quick():
+        return None
+
+    stop = threading.Event()
+
+    def flood():
+        while not stop.is_set():
+            af.fork(quick)
+
+    napping = threading.Event()
+
+    async def nap():
+        napping.set()
+        await asyncio.sleep(0.05)  # a timer, due while the flood goes on
+        return "woke"
+
+    napper = af.fork(nap)
+    woke = threading.Event()
+    napper.add_done_callback(lambda _: woke.set())  # registered before the flood starts
+    assert napping.wait(T)
+    floods = [threading.Thread(target=flood) for _ in range(2)]
+    for thread in floods:
+        thread.start()
+    try:
+        # A mailbox run that drained calls for as long as they kept coming never let the
+        # loop get back to its timers while the flood went on.
+        assert woke.wait(2)
+        assert napper.result() == "woke"
+    finally:
+        stop.set()
+        for thread in floods:
+            thread.join(T)
+    af.shutdown(timeout=T)
 
 
-async def _loop_type() -> type:
-    return type(asyncio.get_running_loop())
-
-
-def test_loops_default_to_uvloop(fresh_loops: pytest.MonkeyPatch) -> None:
-    """Loops that asyncfork creates (B and af.run) use uvloop when it is installed."""
-    assert af.run(_loop_type) is uvloop.Loop
-    assert af.wait(af.fork(_loop_type), timeout=T) is uvloop.Loop
-
-
-def test_env_var_selects_asyncio_loop(fresh_loops: pytest.MonkeyPatch) -> None:
-    """ASYNCFORK_LOOP=asyncio overrides the uvloop default, for af.run and for B."""
-    fresh_loops.setenv("ASYNCFORK_LOOP", "asyncio")
-    run_type = af.run(_loop_type)
-    bg_type = af.wait(af.fork(_loop_type), timeout=T)
-    for loop_type in (run_type, bg_type):
-        assert issubclass(loop_type, asyncio.BaseEventLoop)
-        assert not issubclass(loop_type, uvloop.Loop)
-
-
-def test_env_var_selects_uvloop(fresh_loops: pytest.MonkeyPatch) -> None:
-    """ASYNCFORK_LOOP=uvloop gives uvloop loops."""
-    fresh_loops.setenv("ASYNCFORK_LOOP", "uvloop")
-    assert af.run(_loop_type) is uvloop.Loop
-    assert af.wait(af.fork(_loop_type), timeout=T) is uvloop.Loop
-
-
-def test_configure_loop_overrides_default_and_env(fresh_loops: pytest.MonkeyPatch) -> None:
-    """af.configure(loop=...) chooses the loop kind; an explicit call beats the env var."""
-    fresh_loops.setenv("ASYNCFORK_LOOP", "uvloop")
-    af.configure(loop="asyncio")
-    assert not issubclass(af.run(_loop_type), uvloop.Loop)
-    assert not issubclass(af.wait(af.fork(_loop_type), timeout=T), uvloop.Loop)
-    af.shutdown(timeout=T)  # so that B restarts with the new choice
-    fresh_loops.setenv("ASYNCFORK_LOOP", "asyncio")
-    af.configure(loop="uvloop")
-    assert af.run(_loop_type) is uvloop.Loop
-    assert af.wait(af.fork(_loop_type), timeout=T) is uvloop.Loop
-
-
-def test_bad_env_var_value_raises_valueerror_naming_it(fresh_loops: pytest.MonkeyPatch) -> None:
-    """A bad ASYNCFORK_LOOP value is a ValueError naming the variable."""
-    fresh_loops.setenv("ASYNCFORK_LOOP", "tokio")
-    with pytest.raises(ValueError, match="ASYNCFORK_LOOP"):
-        af.run(_loop_type)
-    with pytest.raises(ValueError, match="ASYNCFORK_LOOP"):
-        af.fork(_loop_type)
-    fresh_loops.setenv("ASYNCFORK_LOOP", "asyncio")
-    assert not issubclass(af.wait(af.fork(_loop_type), timeout=T), uvloop.Loop)
-
-
-def test_configure_bad_loop_value_raises_valueerror() -> None:
-    """af.configure(loop=<unknown name>) is a ValueError."""
-    with pytest.raises(ValueError, match="loop"):
-        af.configure(loop="tokio")  # type: ignore[arg-type]
-
-
-# -- fork returns at once; coroutine forks are not eager ------------------------------
+# -- fork returns at once; coroutine forks are not eager -----------------------------------
 
 
 async def test_coroutine_fork_is_not_started_eagerly() -> None:
@@ -256,6 +237,28 @@ async def test_coroutine_fork_is_not_started_eagerly() -> None:
     assert not fut.done()
     assert await fut == 1
     assert ran == ["ran"]
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="eager_task_factory is new in 3.12")
+async def test_eager_task_factory_does_not_start_forks_eagerly():
+    """A coroutine fork starts on a later loop iteration, even with an eager task factory."""
+    loop = asyncio.get_running_loop()
+    ran = []
+
+    async def body():
+        ran.append(True)
+        return 1
+
+    previous = loop.get_task_factory()
+    loop.set_task_factory(asyncio.eager_task_factory)  # type: ignore[attr-defined]
+    try:
+        fut = af.fork(body)
+        assert ran == []
+        assert not fut.done()
+    finally:
+        loop.set_task_factory(previous)
+    assert await within(fut) == 1
+    assert ran == [True]
 
 
 def test_coroutine_fork_from_plain_thread_is_not_started_eagerly(loop_kind: str) -> None:
@@ -301,7 +304,7 @@ def test_sync_fork_returns_before_its_function_finishes(loop_kind: str) -> None:
     assert fut.result(timeout=T) == "released"
 
 
-# -- contextvars ------------------------------------------------------------------------
+# -- contextvars ---------------------------------------------------------------------------
 
 
 async def test_coroutine_fork_sees_context_copied_at_fork_time() -> None:
@@ -394,93 +397,7 @@ async def test_child_fork_context_changes_do_not_leak_into_parent() -> None:
     assert var.get() == "unset"
 
 
-# -- the worker pool ----------------------------------------------------------------------
-
-
-def test_worker_threads_are_reused(loop_kind: str) -> None:
-    """One pool, reused: many sequential sync forks use few distinct worker threads."""
-
-    def name() -> str:
-        return threading.current_thread().name
-
-    names = {af.wait(af.fork(name), timeout=T) for _ in range(40)}
-    assert all(WORKER_NAME.fullmatch(n) for n in names), names
-    assert len(names) <= 4, f"40 sequential forks used {len(names)} threads: {sorted(names)}"
-
-
-async def test_configure_workers_limits_concurrency() -> None:
-    """configure(workers=2): at most two sync forks run at once (and two do)."""
-    lock = threading.Lock()
-    running = 0
-    most = 0
-    pair = threading.Barrier(2, timeout=T)  # proves two do run together
-
-    def work() -> None:
-        nonlocal running, most
-        with lock:
-            running += 1
-            most = max(most, running)
-        try:
-            pair.wait()
-            threading.Event().wait(0.02)  # simulated work, still holding the slot
-        finally:
-            with lock:
-                running -= 1
-
-    af.configure(workers=2)
-    try:
-        futs = [af.fork(work) for _ in range(6)]
-        await asyncio.wait_for(asyncio.gather(*futs), T * 2)
-    finally:
-        af.configure(workers=None)
-    assert most == 2
-
-
-def test_many_threads_fork_wait_and_cancel_at_once(loop_kind: str) -> None:
-    """Any number of threads may fork, wait and cancel at once."""
-    start = threading.Barrier(8, timeout=T)
-
-    async def double(x: int) -> int:
-        await asyncio.sleep(0)
-        return 2 * x
-
-    async def forever() -> None:
-        await asyncio.Event().wait()
-
-    def inc(x: int) -> int:
-        return x + 1
-
-    def one_thread(k: int) -> None:
-        start.wait()
-        coro = [af.fork(double, i) for i in range(20)]
-        sync = [af.fork(inc, i) for i in range(20)]
-        doomed = [af.fork(forever) for _ in range(10)]
-        assert all(f.cancel() for f in doomed)
-        assert af.wait(coro, timeout=T) == [2 * i for i in range(20)]
-        assert af.wait(sync, timeout=T) == [i + 1 for i in range(20)]
-        for f in doomed:
-            with pytest.raises(CancelledError):
-                f.result(timeout=T)
-            assert f.cancelled()
-
-    errors: list[BaseException] = []
-
-    def guarded(k: int) -> None:
-        try:
-            one_thread(k)
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=guarded, args=(k,)) for k in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(T * 3)
-    assert not any(t.is_alive() for t in threads), "a forking thread hung"
-    assert errors == []
-
-
-# -- executors ---------------------------------------------------------------------------
+# -- executors -----------------------------------------------------------------------------
 
 
 def test_thread_pool_executor_fork(loop_kind: str) -> None:
@@ -509,6 +426,23 @@ def test_process_pool_executor_fork(loop_kind: str, process_pool: ProcessPoolExe
     assert pid != os.getpid()
 
 
+def test_executor_fork_gets_no_context_copy_and_no_scope(loop_kind):
+    """Executor forks run func as the executor runs it: no contextvars copy, no scope inside."""
+    var = contextvars.ContextVar("var", default="unset")
+
+    def body():
+        inner = af.fork(double, 1)
+        inner.result(timeout=T)
+        return var.get(), af.current(), inner.parent
+
+    token = var.set("caller")
+    try:
+        with concurrent.futures.ThreadPoolExecutor(1) as ex:
+            assert af.fork.options(executor=ex)(body).result(timeout=T) == ("unset", None, None)
+    finally:
+        var.reset(token)
+
+
 @pytest.mark.parametrize("bad_arg", ["lambda", "lock"])
 def test_unpicklable_argument_fails_the_future(
     loop_kind: str, process_pool: ProcessPoolExecutor, bad_arg: str
@@ -524,6 +458,15 @@ def test_unpicklable_argument_fails_the_future(
         fut.result(timeout=T)
     # The pool still works afterwards.
     assert af.fork.options(executor=process_pool)(_square, 3).result(timeout=T * 2) == 9
+
+
+async def test_executor_that_refuses_the_call_fails_the_future():
+    """An Executor whose submit raises: the Future fails with that error; nothing hangs."""
+    ex = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    ex.shutdown()
+    fut = af.fork.options(executor=ex)(time.monotonic)
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        await within(fut)
 
 
 def test_cancelling_a_queued_executor_fork_is_forwarded(loop_kind: str) -> None:
@@ -555,6 +498,63 @@ def test_cancelling_a_queued_executor_fork_is_forwarded(loop_kind: str) -> None:
     assert ran == [], "the cancelled executor fork ran"
 
 
+async def test_executor_fork_cancelled_before_submission_never_runs(executor):
+    """A fork that has not started never runs: an executor fork queued behind group(limit=1)."""
+    calls = []
+    gate = asyncio.Event()
+
+    async def blocker():
+        await gate.wait()
+
+    async with af.group(limit=1) as g:
+        g.fork(blocker)
+        queued = g.fork.options(executor=executor)(calls.append, 1)
+        assert queued.cancel() is True
+        assert queued.cancelled()
+        gate.set()
+    assert calls == []
+
+
+async def test_executor_fork_cancelled_while_running_waits_and_discards(executor):
+    """on_cancel="wait": the Future is cancelled when the function returns, its value dropped."""
+    started, go = threading.Event(), threading.Event()
+
+    def work():
+        started.set()
+        assert go.wait(T)
+        return "value"
+
+    fut = af.fork.options(executor=executor)(work)
+    assert await asyncio.to_thread(started.wait, T)
+    assert fut.cancel() is True
+    assert not fut.done()  # it waits for the running function
+    go.set()
+    with pytest.raises(asyncio.CancelledError):
+        await within(fut)
+    assert fut.cancelled()
+
+
+async def test_executor_fork_abandoned_while_running_is_cancelled_at_once(executor):
+    """on_cancel="abandon": cancelled at once; the later result is dropped without noise."""
+    started, go = threading.Event(), threading.Event()
+
+    def work():
+        started.set()
+        assert go.wait(T)
+        return "late"
+
+    with handler_calls() as calls:
+        fut = af.fork.options(executor=executor, on_cancel="abandon")(work)
+        assert await asyncio.to_thread(started.wait, T)
+        assert fut.cancel() is True
+        assert fut.cancelled()  # settled at once, while `work` still runs
+        go.set()
+        await asyncio.to_thread(executor.shutdown, wait=True)  # `work` has returned
+        await asyncio.sleep(0)  # let its (posted) outcome reach the loop
+    assert fut.cancelled()
+    assert calls == []
+
+
 def test_coroutine_function_with_executor_is_typeerror() -> None:
     """A coroutine function with any executor= raises TypeError at fork."""
     forker = af.fork.options(executor=ThreadPoolExecutor(max_workers=1))
@@ -562,100 +562,104 @@ def test_coroutine_function_with_executor_is_typeerror() -> None:
         forker(_loop_and_thread)
 
 
-# -- os.fork() and signal handlers (in subprocesses) -------------------------------------
+# -- forks whose loop has closed -----------------------------------------------------------
 
 
-def _run_script(script: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(script)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env={**os.environ, **env},
-        check=False,
-    )
+class _LoopClosedUnder:
+    """A sync fork, running in a worker, whose (user's) loop is closed under it."""
 
+    def __init__(self, kind: str, body) -> None:
+        self.loop = _new_user_loop(kind)
+        self.started, self.go, self.settled = (
+            threading.Event(),
+            threading.Event(),
+            threading.Event(),
+        )
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
-@pytest.mark.parametrize("kind", ["asyncio", "uvloop"])
-def test_os_fork_child_gets_a_fresh_background_loop_and_workers(kind: str) -> None:
-    """After os.fork() the child resets B and the workers; they start afresh on first use."""
-    script = """
-        import asyncio, os, sys, threading, warnings
-        import asyncfork as af
-
-        async def where():
-            return asyncio.get_running_loop(), threading.current_thread()
-
-        def sync_where():
-            return threading.current_thread().name
-
-        parent_loop, parent_thread = af.wait(af.fork(where), timeout=5)
-        af.wait(af.fork(sync_where), timeout=5)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # fork of a threaded process
-            pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                loop, thread = af.wait(af.fork(where), timeout=5)
-                worker = af.wait(af.fork(sync_where), timeout=5)
-                assert loop is not parent_loop, "child reused the parent's loop"
-                assert thread is not parent_thread, "child reused the parent's thread"
-                assert thread.name == "asyncfork-loop" and thread.is_alive()
-                assert worker.startswith("asyncfork-worker-"), worker
-                af.shutdown(timeout=5)
-                code = 0
-            except BaseException as exc:
-                print("child failed:", repr(exc), flush=True)
-            os._exit(code)
-        _, status = os.waitpid(pid, 0)
-        print("child exit", os.waitstatus_to_exitcode(status), flush=True)
-        assert af.wait(af.fork(where), timeout=5)[0] is parent_loop, "parent's B changed"
-        print("OK")
-    """
-    proc = _run_script(script, ASYNCFORK_LOOP=kind)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "child exit 0" in proc.stdout, proc.stdout + proc.stderr
-    assert "OK" in proc.stdout
-
-
-@pytest.mark.parametrize("kind", ["asyncio", "uvloop"])
-def test_no_signal_handlers_installed(kind: str) -> None:
-    """asyncfork installs no signal handlers and leaves the user's handlers as they were."""
-    script = """
-        import asyncio, signal
-        import asyncfork as af
-
-        def user_handler(signum, frame):
-            pass
-
-        signal.signal(signal.SIGTERM, user_handler)
-        SIGS = (signal.SIGINT, signal.SIGTERM)
-        before = {s: signal.getsignal(s) for s in SIGS}
-        during = {}
-
-        async def child():
-            await asyncio.sleep(0)
-            return 1
+        def fork_body():
+            self.started.set()
+            assert self.go.wait(T)
+            return body()
 
         async def main():
-            during.update({s: signal.getsignal(s) for s in SIGS})
-            return await af.fork(child)
+            fut = af.fork(fork_body)
+            fut.add_done_callback(lambda f: self.settled.set())
+            return fut
 
-        assert af.run(main) == 1
-        assert af.wait(af.fork(child), timeout=5) == 1
-        assert af.wait(af.fork(lambda: 2), timeout=5) == 2
-        with af.group() as g:
-            g.fork(child)
-        after_use = {s: signal.getsignal(s) for s in SIGS}
-        af.shutdown(timeout=5)
-        after_shutdown = {s: signal.getsignal(s) for s in SIGS}
-        assert during == before, (during, before)
-        assert after_use == before, (after_use, before)
-        assert after_shutdown == before, (after_shutdown, before)
-        print("OK")
-    """
-    proc = _run_script(script, ASYNCFORK_LOOP=kind)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "OK" in proc.stdout
+        self.fut = self.loop.run_until_complete(main())
+        assert self.started.wait(T)
+        self.loop.close()
+
+    def finish(self):
+        self.go.set()
+        assert self.settled.wait(T)
+        return self.fut
+
+
+async def _never_called():  # pragma: no cover - must not run
+    raise AssertionError("forked onto a closed loop")
+
+
+@pytest.mark.parametrize("child", [_never_called, time.monotonic], ids=["coroutine", "sync"])
+def test_fork_onto_a_closed_loop_is_runtime_error_naming_it(loop_kind, child):
+    """A fork onto a loop that has closed raises RuntimeError naming it; the parent still ends."""
+    errors = []
+
+    def body():
+        try:
+            af.fork(child)
+        except RuntimeError as exc:
+            errors.append(exc)
+        return "parent done"
+
+    case = _LoopClosedUnder(loop_kind, body)
+    fut = case.finish()
+    assert fut.result(timeout=T) == "parent done"  # not stuck waiting for a child
+    assert len(errors) == 1
+    assert "closed" in str(errors[0])
+    assert repr(case.loop) in str(errors[0])
+
+
+def test_cancel_after_the_loop_closed_is_not_requested(loop_kind):
+    """cancel() returns True only when the cancellation was requested: not on a closed loop."""
+    case = _LoopClosedUnder(loop_kind, lambda: "value")
+    assert case.fut.cancel() is False
+    assert case.finish().result(timeout=T) == "value"  # indeed not cancelled
+
+
+def test_sync_fork_returning_a_coroutine_after_its_loop_closed_fails_cleanly(loop_kind):
+    """A returned coroutine is never left un-awaited: with no loop left, the fork fails."""
+    returned = []
+
+    def body():
+        coro = three()
+        returned.append(coro)
+        return coro
+
+    fut = _LoopClosedUnder(loop_kind, body).finish()
+    with pytest.raises(RuntimeError, match="returned a coroutine after its loop closed"):
+        fut.result(timeout=T)
+    assert inspect.getcoroutinestate(returned[0]) == inspect.CORO_CLOSED
+
+
+def test_executor_fork_finishing_after_its_loop_closed_still_settles(loop_kind, executor):
+    """An executor fork outliving its loop still settles with its value; nothing hangs."""
+    loop = _new_user_loop(loop_kind)
+    started, go, settled = threading.Event(), threading.Event(), threading.Event()
+
+    def work():
+        started.set()
+        assert go.wait(T)
+        return "value"
+
+    async def main():
+        fut = af.fork.options(executor=executor)(work)
+        fut.add_done_callback(lambda f: settled.set())
+        return fut
+
+    fut = loop.run_until_complete(main())
+    assert started.wait(T)
+    loop.close()
+    go.set()
+    assert settled.wait(T)
+    assert fut.result(timeout=T) == "value"

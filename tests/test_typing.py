@@ -1,4 +1,4 @@
-"""The public API's static types (DESIGN §2 "Typing"), checked by mypy and pyright.
+"""The public API's static types, checked by mypy and pyright.
 
 ``tests/typing/check_types.py`` holds ``assert_type`` checks that must pass
 cleanly; the snippet below holds calls that must be rejected, one per line

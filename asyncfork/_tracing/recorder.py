@@ -180,66 +180,62 @@ class Trace:
 class _Recorder(Instrument):
     """The instrument that fills one :class:`Trace` (kept apart so that Trace has no hooks).
 
-    Per-fork records live in a side table keyed by the Future (weakly: a trace
-    must not keep finished forks' values alive). Forks made before the trace
-    started are not in it, and are not recorded.
+    Per-fork records live in a side table keyed by the Future, from its
+    ``fork_made`` to its ``fork_finished``: only pending forks are held (they are
+    alive anyway), so a trace keeps no finished fork's value alive. Forks made
+    before the trace started are not in it, and are not recorded. Hooks run in
+    many threads at once; each touches its own record, and the shared tables
+    change only by single dict and list operations, which the GIL makes atomic.
     """
 
     def __init__(self, trace: Trace) -> None:
         self.trace = trace
-        self.records: weakref.WeakKeyDictionary[Future[Any], ForkRecord] = (
-            weakref.WeakKeyDictionary()
-        )
+        self.records: dict[Future[Any], ForkRecord] = {}
         self.open_waits: dict[tuple[int, int], list[WaitRecord]] = {}
         self.ids = itertools.count(1)
-        self.lock = threading.Lock()  # hooks run in many threads at once
         self.closed = False
 
     def close(self) -> None:
-        with self.lock:
-            self.closed = True
-            self.records.clear()
-            self.open_waits.clear()
-
-    def _record_of(self, fut: Future[Any] | None) -> ForkRecord | None:
-        return None if fut is None else self.records.get(fut)
+        self.closed = True
+        self.records = {}
+        self.open_waits = {}
 
     def fork_made(self, fut: Future[Any]) -> None:
+        if self.closed:
+            return
         scope = fut._scope
         group = None
         if scope is not None and not scope._admits_at_once:  # a group
             group = getattr(scope, "_name", None) or f"group 0x{id(scope):x}"
-        with self.lock:
-            if self.closed:
-                return
-            parent = self._record_of(fut._parent)
-            record = ForkRecord(
-                id=next(self.ids),
-                parent=None if parent is None else parent.id,
-                group=group,
-                name=fut.name,
-                kind=fut._kind,
-                loop=_loop_label(fut._loop),
-                created=self.trace.now(),
-            )
-            self.records[fut] = record
-            self.trace.forks.append(record)
+        parent = fut._parent
+        parent_record = None if parent is None else self.records.get(parent)
+        record = ForkRecord(
+            id=next(self.ids),
+            parent=None if parent_record is None else parent_record.id,
+            group=group,
+            name=fut.name,
+            kind=fut._kind,
+            loop=_loop_label(fut._loop),
+            created=self.trace.now(),
+        )
+        self.records[fut] = record
+        self.trace.forks.append(record)
 
     def fork_started(self, fut: Future[Any], where: str) -> None:
         record = self.records.get(fut)
-        if record is not None and not self.closed:
+        if record is not None:
             record.started = self.trace.now()
             record.thread = where
 
     def fork_busy(self, fut: Future[Any], seconds: float) -> None:
         record = self.records.get(fut)
-        if record is not None and not self.closed:
+        if record is not None:
             record.busy += seconds
             record.steps += 1
 
     def fork_finished(self, fut: Future[Any], exc: BaseException | None) -> None:
-        record = self.records.get(fut)
-        if record is None or self.closed:
+        record = self.records.pop(fut, None)
+        if record is None:
             return
         record.outcome = (
             "cancelled" if fut.cancelled() else "value" if exc is None else type(exc).__name__
@@ -249,34 +245,33 @@ class _Recorder(Instrument):
     def wait_began(self, fut: Future[Any]) -> None:
         record = self.records.get(fut)
         if record is None:
-            return  # a Future made before this trace started
-        waiter = self._record_of(current_fork())
+            return  # a Future made before this trace started (or just finished)
+        waiter = current_fork()
+        waiter_record = None if waiter is None else self.records.get(waiter)
         wait = WaitRecord(
-            waiter=None if waiter is None else waiter.id,
+            waiter=None if waiter_record is None else waiter_record.id,
             awaited=record.id,
             thread=threading.current_thread().name,
             start=self.trace.now(),
         )
-        with self.lock:
-            if self.closed:
-                return
-            self.trace.waits.append(wait)
-            self.open_waits.setdefault(_wait_key(fut), []).append(wait)
+        self.trace.waits.append(wait)
+        self.open_waits.setdefault(_wait_key(fut), []).append(wait)
 
     def wait_ended(self, fut: Future[Any]) -> None:
-        with self.lock:
-            waits = self.open_waits.get(_wait_key(fut))
-            if not waits:
-                return
-            wait = waits.pop()
-            if not waits:
-                del self.open_waits[_wait_key(fut)]
-            wait.end = self.trace.now()
+        key = _wait_key(fut)
+        waits = self.open_waits.get(key)
+        if not waits:
+            return
+        wait = waits.pop()
+        if not waits:
+            self.open_waits.pop(key, None)
+        wait.end = self.trace.now()
 
 
 def _wait_key(fut: Future[Any]) -> tuple[int, int]:
     """Who waits on ``fut``: the running task, else the thread (pairs began with ended)."""
-    task = asyncio.current_task() if asyncio._get_running_loop() is not None else None
+    loop = asyncio._get_running_loop()
+    task = None if loop is None else asyncio.current_task(loop)
     return (threading.get_ident() if task is None else id(task)), id(fut)
 
 

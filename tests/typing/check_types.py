@@ -1,4 +1,4 @@
-"""Static typing checks for asyncfork's public API (DESIGN §2).
+"""Static typing checks for asyncfork's public API.
 
 Not collected by pytest (its name is not ``test_*.py``) and never meant to run:
 ``mypy --strict tests/typing`` and ``pyright`` (strict here, see pyproject.toml)

@@ -1,15 +1,4 @@
-"""Whole-process behaviour (DESIGN §9): interpreter exit, daemon forks, Ctrl-C.
-
-Each test runs a small script in a fresh interpreter (``-W error`` so warnings
-show up as errors) on both loop kinds (``ASYNCFORK_LOOP``), and checks its
-output, exit status and that stderr carries no noise for work that was handled.
-
-Signals must land while the child's main thread is really blocked inside
-asyncfork (in ``wait``, ``result``, a group exit or the exit drain), not a few
-bytecodes before. So the child runs a *watcher* thread that prints ``ready``
-once the main thread's innermost Python frame has been in asyncfork's code, on
-the same line, for two polls in a row: only then does the parent send SIGINT.
-"""
+"""Whole-process behaviour in fresh interpreters: exit drain, Ctrl-C, signals, os.fork()."""
 
 from __future__ import annotations
 
@@ -24,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+# -- helpers -------------------------------------------------------------------------------
 
 Spawn = Callable[[str], subprocess.Popen[str]]
+
 ROOT = Path(__file__).resolve().parent.parent
 
 NOISE = (
@@ -38,6 +28,16 @@ NOISE = (
     "Warning",
 )
 
+# Each script runs in a fresh interpreter (``-W error`` so warnings show up as errors) on
+# both loop kinds (``ASYNCFORK_LOOP``); the tests check its output, exit status and that
+# stderr carries no noise for work that was handled.
+#
+# Signals must land while the child's main thread is really blocked inside asyncfork (in
+# ``wait``, ``result``, a group exit or the exit drain), not a few bytecodes before. So the
+# child runs a *watcher* thread that prints ``ready`` once the main thread's innermost
+# Python frame has been in asyncfork's code, on the same line, for two polls in a row: only
+# then does the parent send SIGINT.
+#
 # Prepended to every child script.
 PRELUDE = """\
 import asyncio, os, sys, threading, time
@@ -75,6 +75,8 @@ def announce_when_blocked(line="ready", exiting=False):
     threading.Thread(target=watch, daemon=True).start()
 """
 
+posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+
 
 @pytest.fixture(params=["asyncio", "uvloop"])
 def child_loop(request: pytest.FixtureRequest) -> str:
@@ -102,6 +104,17 @@ def run_script(body: str, loop: str, timeout: float = 30) -> subprocess.Complete
         timeout=timeout,
         cwd=ROOT,
         env=_env(loop),
+    )
+
+
+def run_bare_script(script: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, **env},
+        check=False,
     )
 
 
@@ -166,9 +179,10 @@ def assert_quiet(stderr: str) -> None:
         assert noise not in stderr, f"{noise!r} on stderr:\n{stderr}"
 
 
-# -- interpreter exit: the drain ---------------------------------------------------------
+# -- interpreter exit: the drain -----------------------------------------------------------
 
 
+@posix_only
 def test_exit_drains_pending_forks(child_loop: str) -> None:
     """Interpreter exit drains pending forks on B, as Python does for non-daemon threads."""
     res = run_script(
@@ -194,6 +208,7 @@ def test_exit_drains_pending_forks(child_loop: str) -> None:
     assert_quiet(res.stderr)
 
 
+@posix_only
 def test_exit_drains_nested_children(child_loop: str) -> None:
     """The drain waits for a pending fork's children too (implicit join)."""
     res = run_script(
@@ -214,6 +229,7 @@ def test_exit_drains_nested_children(child_loop: str) -> None:
     assert_quiet(res.stderr)
 
 
+@posix_only
 def test_exit_lets_cancelled_forks_finish_cleanup(child_loop: str) -> None:
     """Forks already cancelled finish their cleanup during the exit drain."""
     res = run_script(
@@ -250,6 +266,7 @@ def test_exit_lets_cancelled_forks_finish_cleanup(child_loop: str) -> None:
     assert_quiet(res.stderr)
 
 
+@posix_only
 def test_unretrieved_root_failure_is_logged_once_not_as_noise(child_loop: str) -> None:
     """A root fork that fails unretrieved is reported once via the `asyncfork` logger."""
     res = run_script(
@@ -272,6 +289,7 @@ def test_unretrieved_root_failure_is_logged_once_not_as_noise(child_loop: str) -
     assert "Exception in thread" not in res.stderr
 
 
+@posix_only
 def test_daemon_forks_are_cancelled_not_drained_at_exit(child_loop: str) -> None:
     """fork.options(daemon=True): cancelled at interpreter exit, the process ends promptly."""
     t0 = time.monotonic()
@@ -307,6 +325,7 @@ def test_daemon_forks_are_cancelled_not_drained_at_exit(child_loop: str) -> None
 # -- Ctrl-C during the exit drain ----------------------------------------------------------
 
 
+@posix_only
 def test_ctrl_c_during_exit_drain_cancels_what_is_left(spawn: Spawn) -> None:
     """A KeyboardInterrupt during the drain cancels what is left; exit status is -SIGINT."""
     proc = spawn(
@@ -335,6 +354,7 @@ def test_ctrl_c_during_exit_drain_cancels_what_is_left(spawn: Spawn) -> None:
     assert_quiet(err)
 
 
+@posix_only
 def test_plain_python_ctrl_c_exit_status_is_minus_sigint() -> None:
     """Reference for the rule above: an unhandled KeyboardInterrupt ends CPython with -SIGINT."""
     res = subprocess.run(
@@ -346,6 +366,7 @@ def test_plain_python_ctrl_c_exit_status_is_minus_sigint() -> None:
     assert res.returncode == -signal.SIGINT
 
 
+@posix_only
 def test_second_ctrl_c_during_exit_drain_abandons_cleanup(spawn: Spawn) -> None:
     """A second Ctrl-C abandons what is left of the drain; the process ends promptly."""
     proc = spawn(
@@ -379,7 +400,7 @@ def test_second_ctrl_c_during_exit_drain_abandons_cleanup(spawn: Spawn) -> None:
     assert "Task was destroyed" not in err
 
 
-# -- Ctrl-C while blocked ----------------------------------------------------------------
+# -- Ctrl-C while blocked ------------------------------------------------------------------
 
 BLOCKING_CALLS = {
     "wait": "af.wait(fut)",
@@ -389,6 +410,7 @@ BLOCKING_CALLS = {
 }
 
 
+@posix_only
 @pytest.mark.parametrize("call", list(BLOCKING_CALLS))
 def test_ctrl_c_while_blocked_raises_there_and_cancels_awaited(spawn: Spawn, call: str) -> None:
     """Ctrl-C while blocked in wait/result: KeyboardInterrupt there promptly; Futures cancelled."""
@@ -435,7 +457,7 @@ def test_ctrl_c_while_blocked_raises_there_and_cancels_awaited(spawn: Spawn, cal
     line = read_line(proc)
     delay = time.monotonic() - t0
     assert line == "interrupted"
-    assert delay <= 0.5  # DESIGN: <= 0.2 s; the margin is process scheduling on a busy box
+    assert delay <= 0.5  # the rule: <= 0.2 s; the margin is scheduling on a busy box
     out, err = finish(proc)
     expected = ["cancelled", "cancelled"] if call == "wait_list" else ["cancelled"]
     assert out.splitlines() == expected
@@ -443,6 +465,7 @@ def test_ctrl_c_while_blocked_raises_there_and_cancels_awaited(spawn: Spawn, cal
     assert_quiet(err)
 
 
+@posix_only
 def test_ctrl_c_while_blocked_in_sync_group_exit(spawn: Spawn) -> None:
     """Ctrl-C at a sync `with af.group()` exit: KeyboardInterrupt there; children cancelled."""
     proc = spawn(
@@ -496,6 +519,7 @@ def test_ctrl_c_while_blocked_in_sync_group_exit(spawn: Spawn) -> None:
     assert_quiet(err)
 
 
+@posix_only
 def test_ctrl_c_in_af_run_cancels_everything_and_propagates(spawn: Spawn) -> None:
     """af.run on Ctrl-C: everything is cancelled, cleanup runs, KeyboardInterrupt propagates."""
     proc = spawn(
@@ -548,9 +572,10 @@ def test_ctrl_c_in_af_run_cancels_everything_and_propagates(spawn: Spawn) -> Non
     assert_quiet(err)
 
 
-# -- a fork raising KeyboardInterrupt / SystemExit ------------------------------------------
+# -- a fork raising KeyboardInterrupt / SystemExit -----------------------------------------
 
 
+@posix_only
 def test_fork_raising_keyboardinterrupt_or_systemexit_keeps_background_loop(
     child_loop: str,
 ) -> None:
@@ -587,3 +612,91 @@ def test_fork_raising_keyboardinterrupt_or_systemexit_keeps_background_loop(
         "value 42",
     ]
     assert_quiet(res.stderr)
+
+
+# -- signal handlers and os.fork() ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["asyncio", "uvloop"])
+def test_no_signal_handlers_installed(kind: str) -> None:
+    """asyncfork installs no signal handlers and leaves the user's handlers as they were."""
+    script = """
+        import asyncio, signal
+        import asyncfork as af
+
+        def user_handler(signum, frame):
+            pass
+
+        signal.signal(signal.SIGTERM, user_handler)
+        SIGS = (signal.SIGINT, signal.SIGTERM)
+        before = {s: signal.getsignal(s) for s in SIGS}
+        during = {}
+
+        async def child():
+            await asyncio.sleep(0)
+            return 1
+
+        async def main():
+            during.update({s: signal.getsignal(s) for s in SIGS})
+            return await af.fork(child)
+
+        assert af.run(main) == 1
+        assert af.wait(af.fork(child), timeout=5) == 1
+        assert af.wait(af.fork(lambda: 2), timeout=5) == 2
+        with af.group() as g:
+            g.fork(child)
+        after_use = {s: signal.getsignal(s) for s in SIGS}
+        af.shutdown(timeout=5)
+        after_shutdown = {s: signal.getsignal(s) for s in SIGS}
+        assert during == before, (during, before)
+        assert after_use == before, (after_use, before)
+        assert after_shutdown == before, (after_shutdown, before)
+        print("OK")
+    """
+    proc = run_bare_script(script, ASYNCFORK_LOOP=kind)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "OK" in proc.stdout
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.parametrize("kind", ["asyncio", "uvloop"])
+def test_os_fork_child_gets_a_fresh_background_loop_and_workers(kind: str) -> None:
+    """After os.fork() the child resets B and the workers; they start afresh on first use."""
+    script = """
+        import asyncio, os, sys, threading, warnings
+        import asyncfork as af
+
+        async def where():
+            return asyncio.get_running_loop(), threading.current_thread()
+
+        def sync_where():
+            return threading.current_thread().name
+
+        parent_loop, parent_thread = af.wait(af.fork(where), timeout=5)
+        af.wait(af.fork(sync_where), timeout=5)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # fork of a threaded process
+            pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                loop, thread = af.wait(af.fork(where), timeout=5)
+                worker = af.wait(af.fork(sync_where), timeout=5)
+                assert loop is not parent_loop, "child reused the parent's loop"
+                assert thread is not parent_thread, "child reused the parent's thread"
+                assert thread.name == "asyncfork-loop" and thread.is_alive()
+                assert worker.startswith("asyncfork-worker-"), worker
+                af.shutdown(timeout=5)
+                code = 0
+            except BaseException as exc:
+                print("child failed:", repr(exc), flush=True)
+            os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        print("child exit", os.waitstatus_to_exitcode(status), flush=True)
+        assert af.wait(af.fork(where), timeout=5)[0] is parent_loop, "parent's B changed"
+        print("OK")
+    """
+    proc = run_bare_script(script, ASYNCFORK_LOOP=kind)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "child exit 0" in proc.stdout, proc.stdout + proc.stderr
+    assert "OK" in proc.stdout

@@ -1,10 +1,9 @@
-"""Trace.to_html(): the self-contained HTML view, checked in a real headless browser.
+"""Trace.to_html(): the self-contained HTML view, checked in a real headless browser."""
 
-DESIGN §12 (issue 4): one HTML file with a zoomable timeline (a bar per fork), the fork
-tree and the summary, details on hover; names escaped. The page is loaded from a
-file:// URL in Debian's chromium (/usr/bin/chromium), driven by Playwright; `.ci/run`
-installs both. Missing, the tests fail (never skip).
-"""
+# The view is one HTML file with a zoomable timeline (a bar per fork), the fork tree and
+# the summary, details on hover; names escaped. The page is loaded from a file:// URL in
+# Debian's chromium (/usr/bin/chromium), driven by Playwright; `.ci/run` installs both.
+# Missing, the tests fail (never skip).
 
 from __future__ import annotations
 

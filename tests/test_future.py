@@ -1,33 +1,28 @@
-"""The Future and the bad-input table: DESIGN sections 2 and 8, asyncio interop, af.current().
-
-Every blocking call is bounded by a timeout; synchronisation uses events, never sleeps.
-"""
+"""af.Future: its methods, callbacks, name, parent, repr, errors and asyncio likeness."""
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import gc
-import inspect
-import math
+import logging
 import os
+import sys
 import threading
 import traceback
-import warnings
 from asyncio import CancelledError
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import pytest
-from helpers import T
+from helpers import T, coro_fork_fn, double, forever, gated, sync_fork_fn, three, ticks, within
 
 import asyncfork as af
 
+# -- helpers -------------------------------------------------------------------------------
+
 AF_DIR = os.path.dirname(af.__file__)
 
-
-async def double(x: int) -> int:
-    return 2 * x
+VAR: contextvars.ContextVar[str] = contextvars.ContextVar("callback_var", default="unset")
 
 
 class Jobs:
@@ -55,35 +50,12 @@ def run_threads(n: int, target: Callable[[int], None]) -> None:
         raise errors[0]
 
 
-def gated(gate: threading.Event, value: Any = "value") -> Callable[[], Any]:
-    """A sync function that returns value once gate is set."""
-
-    def body() -> Any:
-        assert gate.wait(T)
-        return value
-
-    return body
-
-
-# -- the Future's methods -------------------------------------------------------------
+# -- value, exception, done, cancelled -----------------------------------------------------
 
 
 async def test_await_returns_value() -> None:
     """`await fut` returns the fork's value."""
     assert await af.fork(double, 21) == 42
-
-
-def test_result_with_timeout_observes_only(loop_kind: str) -> None:
-    """result(timeout) raises TimeoutError while the work goes on, then returns the value."""
-    gate = threading.Event()
-    fut = af.fork(gated(gate, 7))
-    with pytest.raises(TimeoutError):
-        fut.result(timeout=0.01)
-    assert not fut.done()
-    assert not fut.cancelled()
-    gate.set()
-    assert fut.result(timeout=T) == 7
-    assert fut.done()
 
 
 def test_exception_method(loop_kind: str) -> None:
@@ -103,6 +75,16 @@ def test_exception_method(loop_kind: str) -> None:
     assert af.fork(double, 1).exception(timeout=T) is None
 
 
+async def test_exception_of_a_cancelled_future_raises_cancelled_error():
+    """exception() on a cancelled Future raises asyncio.CancelledError."""
+    fut = af.fork(forever)
+    fut.cancel("stop")
+    with pytest.raises(asyncio.CancelledError):
+        await within(fut)
+    with pytest.raises(asyncio.CancelledError, match="stop"):
+        fut.exception()
+
+
 def test_done_and_cancelled(loop_kind: str) -> None:
     """done() is True once finished; cancelled() only for a cancelled fork."""
     gate = threading.Event()
@@ -111,6 +93,15 @@ def test_done_and_cancelled(loop_kind: str) -> None:
     gate.set()
     fut.result(timeout=T)
     assert (fut.done(), fut.cancelled()) == (True, False)
+
+
+def test_future_has_no_public_constructor() -> None:
+    """af.Future has no public constructor."""
+    with pytest.raises(TypeError):
+        af.Future()
+
+
+# -- cancel() ------------------------------------------------------------------------------
 
 
 async def test_cancel_returns_true_when_unfinished_false_when_finished() -> None:
@@ -144,6 +135,30 @@ def test_cancel_from_another_thread_returns_true(loop_kind: str) -> None:
     with pytest.raises(CancelledError):
         fut.result(timeout=T)
     assert fut.cancelled()
+
+
+def test_cancel_from_many_threads_at_once(loop_kind: str) -> None:
+    """Concurrent cancel() calls: the fork is cancelled once; every waiter sees CancelledError."""
+
+    async def forever() -> None:
+        await asyncio.Event().wait()
+
+    fut = af.fork(forever)
+    start = threading.Barrier(8, timeout=T)
+    answers: list[bool] = []
+
+    def canceller(_: int) -> None:
+        start.wait()
+        answers.append(fut.cancel())
+        with pytest.raises(CancelledError):
+            fut.result(timeout=T)
+
+    run_threads(8, canceller)
+    assert fut.cancelled()
+    assert True in answers
+
+
+# -- done-callbacks ------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("kind", ["coroutine", "sync"])
@@ -194,6 +209,21 @@ async def test_done_callback_on_same_loop_called_once_with_future() -> None:
     assert calls == [fut]
 
 
+async def test_done_callbacks_run_synchronously_when_the_fork_settles():
+    """Done-callbacks run on the loop thread when the fork settles, not one iteration later."""
+    order = []
+
+    async def body():
+        asyncio.get_running_loop().call_soon(order.append, "next iteration")
+        return 1
+
+    fut = af.fork(body)
+    fut.add_done_callback(lambda f: order.append(("callback", threading.get_ident())))
+    assert await within(fut) == 1
+    await ticks(2)
+    assert order == [("callback", threading.get_ident()), "next iteration"]
+
+
 def test_done_callback_added_to_finished_future_runs_at_once_in_adding_thread(
     loop_kind: str,
 ) -> None:
@@ -210,6 +240,38 @@ def test_done_callback_added_to_finished_future_runs_at_once_in_adding_thread(
 
     run_threads(1, lambda _: other_thread())
     assert len(calls) == 2
+
+
+def test_done_callback_with_context_runs_in_that_context(loop_kind):
+    """add_done_callback(fn, context=ctx) on a finished Future: called at once, in ctx."""
+    fut = af.fork(three)
+    assert af.wait(fut, timeout=T) == 3
+    ctx = contextvars.copy_context()
+    ctx.run(VAR.set, "in ctx")
+    seen = []
+    fut.add_done_callback(lambda f: seen.append((f, VAR.get())), context=ctx)
+    assert seen == [(fut, "in ctx")]
+    assert VAR.get() == "unset"
+
+
+async def test_done_callback_runs_in_the_context_of_the_code_that_added_it():
+    """A done-callback sees the adding code's context (as asyncio does), not the fork's."""
+    import contextvars
+
+    var = contextvars.ContextVar("var", default="unset")
+    seen = asyncio.get_running_loop().create_future()
+
+    async def child():
+        var.set("inside the fork")
+        return 1
+
+    var.set("adder")
+    fut = af.fork(child)
+    fut.add_done_callback(lambda f: seen.set_result((var.get(), af.current())))
+    assert await fut == 1
+    value, current = await asyncio.wait_for(seen, T)
+    assert value == "adder"
+    assert current is None  # not the finished fork: forking from the callback is allowed
 
 
 def test_remove_done_callback_returns_count(loop_kind: str) -> None:
@@ -246,6 +308,121 @@ async def test_remove_done_callback_on_own_loop() -> None:
     await fut
     await asyncio.sleep(0)
     assert calls == []
+
+
+async def test_remove_done_callback_from_a_foreign_thread_while_pending():
+    """remove_done_callback from any thread returns how many registrations it removed."""
+    gate = asyncio.Event()
+
+    async def body():
+        await gate.wait()
+
+    fut = af.fork(body)
+    called = []
+    fut.add_done_callback(called.append)
+    fut.add_done_callback(called.append)
+    assert await within(asyncio.to_thread(fut.remove_done_callback, called.append)) == 2
+    assert fut.remove_done_callback(print) == 0  # on the loop, nothing registered
+    gate.set()
+    await within(fut)
+    assert called == []
+
+
+async def test_raising_done_callback_goes_to_exception_handler_others_still_run():
+    """A done-callback's exception goes to the loop's exception handler; the others still run."""
+    loop = asyncio.get_running_loop()
+    handled = []
+    err = ValueError("callback failed")
+    calls = []
+
+    def bad(f):
+        raise err
+
+    loop.set_exception_handler(lambda _loop, ctx: handled.append(ctx))
+    try:
+        fut = af.fork(double, 1)
+        fut.add_done_callback(calls.append)
+        fut.add_done_callback(bad)
+        fut.add_done_callback(calls.append)
+        assert await within(fut) == 2
+        await ticks(2)
+    finally:
+        loop.set_exception_handler(None)
+    assert calls == [fut, fut]
+    assert len(handled) == 1
+    assert handled[0]["exception"] is err
+
+
+def test_raising_done_callback_on_background_loop_does_not_stop_others(loop_kind):
+    """The same on the background loop: the error is handled, later callbacks run."""
+    gate = threading.Event()
+    called = threading.Event()
+
+    async def body():
+        await asyncio.to_thread(gate.wait, T)
+        return "v"
+
+    def bad(f):
+        raise ValueError("callback failed")
+
+    fut = af.fork(body)
+    fut.add_done_callback(bad)
+    fut.add_done_callback(lambda f: called.set())
+    gate.set()
+    assert fut.result(timeout=T) == "v"
+    assert called.wait(T)
+    # The loop survives it and keeps serving forks.
+    assert af.wait(af.fork(double, 4), timeout=T) == 8
+
+
+def test_done_callback_raising_system_exit_does_not_stop_other_waiters(loop_kind):
+    """The background loop survives any exception, `KeyboardInterrupt` and `SystemExit`
+    included, and a raising done-callback does not stop the others."""
+    gate = threading.Event()
+    later = threading.Event()
+    in_thread: list = []
+
+    async def work():
+        await asyncio.to_thread(gate.wait, T)
+        return 1
+
+    fut = af.fork(work)
+    fut.add_done_callback(lambda _: sys.exit("from a done-callback"))
+    fut.add_done_callback(lambda _: later.set())
+    waiter = threading.Thread(target=lambda: in_thread.append(fut.result(timeout=T)))
+    waiter.start()
+    gate.set()
+    assert later.wait(T)
+    waiter.join(T)
+    assert not waiter.is_alive()
+    assert in_thread == [1]
+    # The background loop survived it and keeps serving forks.
+    assert af.wait(af.fork(double, 4), timeout=T) == 8
+
+
+def test_done_callback_raising_system_exit_leaves_no_task_noise(loop_kind, caplog):
+    """No 'Task was destroyed but it is pending', 'Exception in thread' or 'never retrieved'
+    noise for work that was handled -- the fork's own Task does not end with a
+    callback's SystemExit and log "Task exception was never retrieved"."""
+    caplog.set_level(logging.ERROR)
+    gate = threading.Event()
+
+    async def work():
+        await asyncio.to_thread(gate.wait, T)
+        return 1
+
+    fut = af.fork(work)
+    fut.add_done_callback(lambda _: sys.exit("from a done-callback"))
+    gate.set()
+    assert fut.result(timeout=T) == 1
+    del fut
+    assert af.wait(af.fork(double, 4), timeout=T) == 8
+    gc.collect()
+    noise = [r.getMessage() for r in caplog.records if "never retrieved" in r.getMessage()]
+    assert noise == []
+
+
+# -- name, parent, repr --------------------------------------------------------------------
 
 
 async def test_name_defaults_to_qualified_name_and_can_be_set() -> None:
@@ -319,10 +496,39 @@ async def test_repr_shows_name_and_state() -> None:
     assert "cancelled" in repr(cancelled)
 
 
-def test_future_has_no_public_constructor() -> None:
-    """af.Future has no public constructor."""
-    with pytest.raises(TypeError):
-        af.Future()
+async def test_repr_shows_each_state():
+    """repr shows the name and the state: pending, running, cancelling, cancelled, failed."""
+    started, cleanup = asyncio.Event(), asyncio.Event()
+
+    async def body():
+        started.set()
+        try:
+            await forever()
+        except asyncio.CancelledError:
+            await cleanup.wait()
+            raise
+
+    fut = af.fork.options(name="job")(body)
+    assert repr(fut) == "<asyncfork.Future 'job' pending>"
+    await within(started.wait())
+    assert repr(fut) == "<asyncfork.Future 'job' running>"
+    fut.cancel()
+    assert repr(fut) == "<asyncfork.Future 'job' cancelling>"
+    cleanup.set()
+    with pytest.raises(asyncio.CancelledError):
+        await within(fut)
+    assert repr(fut) == "<asyncfork.Future 'job' cancelled>"
+
+    async def fail():
+        raise KeyError("k")
+
+    failed = af.fork.options(name="bad")(fail)
+    with pytest.raises(KeyError):
+        await within(failed)
+    assert repr(failed) == "<asyncfork.Future 'bad' failed KeyError>"
+
+
+# -- thread safety -------------------------------------------------------------------------
 
 
 def test_every_method_from_many_threads_at_once(loop_kind: str) -> None:
@@ -368,28 +574,7 @@ def test_every_method_from_many_threads_at_once(loop_kind: str) -> None:
     assert counts == [1] * 8
 
 
-def test_cancel_from_many_threads_at_once(loop_kind: str) -> None:
-    """Concurrent cancel() calls: the fork is cancelled once; every waiter sees CancelledError."""
-
-    async def forever() -> None:
-        await asyncio.Event().wait()
-
-    fut = af.fork(forever)
-    start = threading.Barrier(8, timeout=T)
-    answers: list[bool] = []
-
-    def canceller(_: int) -> None:
-        start.wait()
-        answers.append(fut.cancel())
-        with pytest.raises(CancelledError):
-            fut.result(timeout=T)
-
-    run_threads(8, canceller)
-    assert fut.cancelled()
-    assert True in answers
-
-
-# -- errors ---------------------------------------------------------------------------------
+# -- errors --------------------------------------------------------------------------------
 
 
 def _frames(exc: BaseException) -> list[tuple[str, str]]:
@@ -409,19 +594,6 @@ def _assert_tb_starts_in_fork_function(exc: BaseException, func_name: str) -> No
     assert not internal, f"asyncfork's wrapper frames in the fork's traceback: {frames}"
     for filename, name in frames:
         assert not (filename.startswith(AF_DIR) and name in {"_drive", "run"}), frames
-
-
-def innermost() -> None:
-    raise ValueError("from the fork")
-
-
-async def coro_fork_fn() -> None:
-    await asyncio.sleep(0)
-    innermost()
-
-
-def sync_fork_fn() -> None:
-    innermost()
 
 
 @pytest.mark.parametrize("kind", ["coroutine", "sync"])
@@ -506,230 +678,18 @@ async def test_stopiteration_from_coroutine_fork_becomes_runtimeerror() -> None:
         await af.fork(stops)
 
 
-async def test_coroutine_fork_returning_an_awaitable_returns_it() -> None:
-    """A coroutine fork that returns an awaitable returns that object (no auto-await)."""
-    loop = asyncio.get_running_loop()
-    pending: asyncio.Future[int] = loop.create_future()
-    coro = double(1)
-
-    async def returns_future() -> asyncio.Future[int]:
-        return pending
-
-    async def returns_coroutine() -> Any:
-        return coro
-
-    async def returns_af_future() -> af.Future[int]:
-        return af.fork(double, 4)
-
-    try:
-        assert await af.fork(returns_future) is pending
-        assert not pending.done()
-        assert await af.fork(returns_coroutine) is coro
-        assert inspect.getcoroutinestate(coro) == inspect.CORO_CREATED
-        inner = await af.fork(returns_af_future)
-        assert isinstance(inner, af.Future)
-        assert await inner == 8
-    finally:
-        pending.cancel()
-        coro.close()
+# -- an asyncio-like Future ----------------------------------------------------------------
 
 
-# -- the bad-input table ----------------------------------------------------------------
-
-
-def test_fork_of_coroutine_object_is_typeerror_showing_right_call() -> None:
-    """fork(f(x)): TypeError showing fork(f, x); the coroutine is closed (no warning)."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        coro = double(3)
-        with pytest.raises(TypeError) as info:
-            af.fork(coro)  # type: ignore[call-overload]
-        assert inspect.getcoroutinestate(coro) == inspect.CORO_CLOSED
-        del coro
-        gc.collect()
-    assert "fork(double, 3)" in str(info.value)
-    assert not [w for w in caught if "never awaited" in str(w.message)]
-
-
-def test_fork_of_non_callable_is_typeerror_naming_it() -> None:
-    """A non-callable: TypeError naming it."""
-    with pytest.raises(TypeError, match="int") as info:
-        af.fork(12345)  # type: ignore[call-overload]
-    assert "12345" in str(info.value)
-
-
-def test_fork_of_async_generator_function_is_typeerror_naming_it() -> None:
-    """An async generator function: TypeError naming it."""
-
-    async def agen_numbers() -> Any:
-        yield 1
-
-    with pytest.raises(TypeError, match="agen_numbers"):
-        af.fork(agen_numbers)
-
-
-async def test_sync_callable_returning_coroutine_runs_it_on_host_loop() -> None:
-    """A sync callable returning a coroutine: it runs on the host loop, its value is the value."""
-    seen: dict[str, object] = {}
-
-    async def where(x: int) -> int:
-        seen["loop"] = asyncio.get_running_loop()
-        seen["thread"] = threading.get_ident()
-        return x + 1
-
-    def make() -> Any:
-        seen["maker_thread"] = threading.get_ident()
-        return where(41)
-
-    assert await af.fork(make) == 42
-    assert seen["loop"] is asyncio.get_running_loop()
-    assert seen["thread"] == threading.get_ident() != seen["maker_thread"]
-
-
-def test_sync_callable_returning_coroutine_from_plain_thread(loop_kind: str) -> None:
-    """From a plain thread, the returned coroutine runs on B (the host loop)."""
-
-    async def where() -> str:
-        return threading.current_thread().name
-
-    assert af.fork(lambda: where()).result(timeout=T) == "asyncfork-loop"
-
-
-def test_coroutine_function_with_executor_is_typeerror() -> None:
-    """A coroutine function with any executor=: TypeError at fork, naming it."""
-    with ThreadPoolExecutor(max_workers=1) as ex, pytest.raises(TypeError, match="double"):
-        af.fork.options(executor=ex)(double, 1)
-
-
-@pytest.mark.parametrize("bad", [5, "text", None, 1.5])
-def test_wait_of_non_future_is_typeerror_naming_its_type(bad: object) -> None:
-    """wait(x) with something that is not an asyncfork Future: TypeError naming its type."""
-    with pytest.raises(TypeError, match=type(bad).__name__):
-        af.wait(bad)  # type: ignore[call-overload]
-
-
-def test_wait_of_coroutine_is_typeerror_naming_its_type() -> None:
-    """wait(coroutine object): TypeError naming 'coroutine'."""
-    coro = double(1)
-    try:
-        with pytest.raises(TypeError, match="coroutine"):
-            af.wait(coro)  # type: ignore[call-overload]
-        with pytest.raises(TypeError, match="coroutine"):
-            af.wait([coro])  # type: ignore[list-item]
-    finally:
-        coro.close()
-
-
-@pytest.mark.parametrize("state", ["pending", "done"])
-async def test_wait_of_asyncio_future_is_typeerror_naming_its_type(state: str) -> None:
-    """wait(asyncio.Future) is not an asyncfork Future: TypeError naming its type."""
-    fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-    if state == "done":
-        fut.set_result(1)
-    returned: object = None
-    try:
-        with pytest.raises(TypeError, match="Future"):
-            returned = af.wait(fut)  # type: ignore[call-overload]
-    finally:
-        fut.cancel()
-        if inspect.iscoroutine(returned):
-            returned.close()  # a wrong implementation returned an awaitable: no extra noise
-
-
-def test_wait_of_concurrent_future_is_typeerror_naming_its_type() -> None:
-    """wait(concurrent.futures.Future): TypeError naming its type."""
-    with ThreadPoolExecutor(max_workers=1) as ex:
-        cf = ex.submit(int, 1)
-        with pytest.raises(TypeError, match="Future"):
-            af.wait(cf)  # type: ignore[call-overload]
-
-
-@pytest.mark.parametrize("value", [-1, -0.5, math.nan])
-def test_bad_timeouts_are_valueerror_naming_the_option(loop_kind: str, value: float) -> None:
-    """Negative or NaN timeouts on any call: ValueError naming the option."""
-    with pytest.raises(ValueError, match="timeout"):
-        af.fork.options(timeout=value)
-    with pytest.raises(ValueError, match="timeout"):
-        af.group(timeout=value)
-    fut = af.fork(double, 1)
-    fut.result(timeout=T)
-    with pytest.raises(ValueError, match="timeout"):
-        af.wait(fut, timeout=value)
-    with pytest.raises(ValueError, match="timeout"):
-        af.as_completed([fut], timeout=value)
-
-
-@pytest.mark.parametrize("value", [-1, math.nan])
-@pytest.mark.parametrize("method", ["result", "exception"])
-def test_bad_timeout_on_result_is_valueerror(loop_kind: str, value: float, method: str) -> None:
-    """result/exception(timeout=<negative or NaN>) on a pending Future: ValueError naming it."""
-    gate = threading.Event()
-    fut = af.fork(gated(gate))
-    outcome: list[BaseException | None] = []
-
-    def call() -> None:
-        try:
-            getattr(fut, method)(timeout=value)
-            outcome.append(None)
-        except BaseException as exc:
-            outcome.append(exc)
-
-    caller = threading.Thread(target=call)
-    caller.start()
-    caller.join(1)  # a ValueError is immediate; a wrong implementation blocks here
-    gate.set()  # unblock a caller that wrongly blocks
-    caller.join(T)
-    assert not caller.is_alive()
-    assert len(outcome) == 1
-    assert isinstance(outcome[0], ValueError), f"no ValueError: {outcome[0]!r}"
-    assert "timeout" in str(outcome[0])
-    fut.result(timeout=T)
-
-
-@pytest.mark.parametrize("value", [-1, math.nan])
-@pytest.mark.parametrize("method", ["result", "exception"])
-def test_bad_timeout_on_finished_future_is_valueerror(
-    loop_kind: str, value: float, method: str
-) -> None:
-    """Negative or NaN timeouts on *any* call are ValueError, a finished Future's too."""
-    fut = af.fork(double, 1)
-    fut.result(timeout=T)
-    with pytest.raises(ValueError, match="timeout"):
-        getattr(fut, method)(timeout=value)
-
-
-def test_bad_on_cancel_and_limit_are_valueerror_naming_the_option() -> None:
-    """on_cancel="x" and limit=0: ValueError naming the option."""
-    with pytest.raises(ValueError, match="on_cancel"):
-        af.fork.options(on_cancel="x")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="limit"):
-        af.group(limit=0)
-    with pytest.raises(ValueError, match="limit"):
-        af.group(limit=-3)
-
-
-# -- asyncio interop ---------------------------------------------------------------------
-
-
-async def test_asyncio_gather_wait_and_wait_for_take_futures() -> None:
-    """asyncio.gather, asyncio.wait and asyncio.wait_for work with af.Futures on their loop."""
-    f1, f2 = af.fork(double, 1), af.fork(double, 2)
-    assert await asyncio.gather(f1, f2) == [2, 4]
-    f3, f4 = af.fork(double, 3), af.fork(double, 4)
-    done, pending = await asyncio.wait([f3, f4], timeout=T)
+async def test_future_is_asyncio_future_like():
+    """asyncio.isfuture(fut) is true; ensure_future and asyncio.wait take it as it is."""
+    fut = af.fork(double, 2)
+    assert asyncio.isfuture(fut)
+    assert asyncio.ensure_future(fut) is fut
+    done, pending = await asyncio.wait([fut], timeout=T)
     assert pending == set()
-    assert len(done) == 2
-    assert any(d is f3 for d in done)
-    assert any(d is f4 for d in done)
-    assert await asyncio.wait_for(af.fork(double, 5), T) == 10
-
-
-async def test_asyncio_gather_propagates_fork_error() -> None:
-    """asyncio.gather re-raises a fork's exception, the same object."""
-    bad = af.fork(coro_fork_fn)
-    with pytest.raises(ValueError) as info:
-        await asyncio.gather(bad, af.fork(double, 1))
-    assert info.value is bad.exception()
+    assert done == {fut}
+    assert next(iter(done)) is fut
 
 
 async def test_background_future_awaited_from_another_loop_does_not_block_it() -> None:
@@ -760,31 +720,3 @@ async def test_background_future_awaited_from_another_loop_does_not_block_it() -
     assert released, "the awaiting loop was blocked: the ticker never released the fork"
     assert thread == "asyncfork-loop"
     assert ticks >= 5
-
-
-# -- af.current() ------------------------------------------------------------------------
-
-
-async def test_current_is_none_outside_forks_in_async_code() -> None:
-    """af.current() is None outside forks (a plain asyncio task)."""
-    assert af.current() is None
-
-
-def test_current_is_none_in_plain_sync_code() -> None:
-    """af.current() is None in sync code that is not a fork."""
-    assert af.current() is None
-
-
-async def test_current_is_the_future_inside_forks() -> None:
-    """af.current() is the running fork's Future, in coroutine forks and sync forks' threads."""
-
-    async def coro() -> object:
-        await asyncio.sleep(0)
-        return af.current()
-
-    def sync() -> object:
-        return af.current()
-
-    c, s = af.fork(coro), af.fork(sync)
-    assert await c is c
-    assert await s is s

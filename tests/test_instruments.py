@@ -1,0 +1,286 @@
+"""Instruments: af.Instrument, af.instrument(), the hooks' order, threads and failures."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import gc
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from helpers import T
+
+import asyncfork as af
+from asyncfork import _instruments
+
+
+class Log(af.Instrument):
+    """Records every hook call as (hook, fork name, extra)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, Any]] = []
+        self.threads: dict[str, str] = {}
+        self.lock = threading.Lock()
+
+    def _add(self, hook: str, fut: af.Future[Any], extra: Any = None) -> None:
+        with self.lock:
+            self.calls.append((hook, fut.name, extra))
+            self.threads[f"{hook}:{fut.name}"] = threading.current_thread().name
+
+    def fork_made(self, fut: af.Future[Any]) -> None:
+        self._add("made", fut, fut.kind)
+
+    def fork_started(self, fut: af.Future[Any], where: str) -> None:
+        self._add("started", fut, where)
+
+    def fork_busy(self, fut: af.Future[Any], seconds: float) -> None:
+        assert seconds >= 0
+        self._add("busy", fut)
+
+    def fork_finished(self, fut: af.Future[Any], exc: BaseException | None) -> None:
+        self._add("finished", fut, "cancelled" if fut.cancelled() else exc)
+
+    def wait_began(self, fut: af.Future[Any]) -> None:
+        self._add("wait_began", fut)
+
+    def wait_ended(self, fut: af.Future[Any]) -> None:
+        self._add("wait_ended", fut)
+
+    def hooks_of(self, name: str) -> list[str]:
+        return [hook for hook, fork, _ in self.calls if fork == name]
+
+
+async def test_a_coroutine_fork_calls_each_hook_in_order():
+    log = Log()
+    gate = asyncio.Event()
+
+    async def child() -> int:
+        await gate.wait()
+        return 1
+
+    with af.instrument(log):
+        fut = af.fork(child)
+        await asyncio.sleep(0)  # the child starts and blocks on the gate
+        gate.set()
+        assert await fut == 1
+    hooks = log.hooks_of("test_a_coroutine_fork_calls_each_hook_in_order.<locals>.child")
+    assert hooks[0] == "made"
+    assert hooks[1] == "started"
+    assert hooks.count("busy") == 2  # two steps: up to the gate, and after it
+    assert hooks.index("wait_began") < hooks.index("finished") < hooks.index("wait_ended")
+    assert log.calls[0][2] == "coroutine"
+    thread = threading.current_thread().name
+    assert log.threads[f"finished:{fut.name}"] == thread  # on the fork's loop thread
+
+
+def test_a_sync_fork_reports_its_worker_thread_and_its_cpu_time():
+    log = Log()
+
+    def work() -> int:
+        return 2
+
+    with af.instrument(log):
+        fut = af.fork(work)
+        assert fut.result(timeout=T) == 2
+    made = log.calls[0]
+    (started,) = [call for call in log.calls if call[0] == "started"]
+    assert made == ("made", fut.name, "thread")
+    assert started[0] == "started"
+    assert started[2].startswith("asyncfork-worker-")
+    assert log.threads[f"started:{fut.name}"] == started[2]  # called in that thread
+    assert log.threads[f"busy:{fut.name}"] == started[2]
+    assert "finished" in log.hooks_of(fut.name)
+
+
+def test_an_executor_fork_is_started_on_the_executor():
+    log = Log()
+    with ThreadPoolExecutor(1) as pool, af.instrument(log):
+        fut = af.fork.options(executor=pool)(pow, 2, 5)
+        assert af.wait(fut, timeout=T) == 32
+    assert ("made", fut.name, "executor") in log.calls
+    assert ("started", fut.name, "ThreadPoolExecutor") in log.calls
+
+
+def test_fork_made_runs_in_the_forking_code_context():
+    where: contextvars.ContextVar[str] = contextvars.ContextVar("where", default="?")
+    seen: list[str] = []
+
+    class Probe(af.Instrument):
+        def fork_made(self, fut: af.Future[Any]) -> None:
+            seen.append(where.get())
+
+    token = where.set("caller")
+    try:
+        with af.instrument(Probe()):
+            af.wait(af.fork(abs, -1), timeout=T)
+    finally:
+        where.reset(token)
+    assert seen == ["caller"]
+
+
+async def test_fork_finished_gives_the_outcome_without_retrieving_it(caplog):
+    outcomes: list[Any] = []
+
+    class Outcomes(af.Instrument):
+        def fork_finished(self, fut: af.Future[Any], exc: BaseException | None) -> None:
+            outcomes.append("cancelled" if fut.cancelled() else exc)
+
+    async def fails() -> None:
+        raise ValueError("boom")
+
+    async def returns() -> int:
+        return 1
+
+    with af.instrument(Outcomes()):
+        assert await af.fork(returns) == 1
+        cancelled = af.fork(asyncio.sleep, 10)
+        cancelled.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+        failed = af.fork.options(detached=True)(fails)
+        await asyncio.wait([failed])
+    assert outcomes[0] is None
+    assert outcomes[1] == "cancelled"
+    assert isinstance(outcomes[2], ValueError)
+    # The instrument saw the error, yet it still counts as never retrieved.
+    with caplog.at_level(logging.ERROR, logger="asyncfork"):
+        del failed, outcomes[:]
+        gc.collect()
+    assert any("never retrieved" in r.getMessage() for r in caplog.records)
+
+
+def test_waits_are_announced_in_the_waiting_thread_for_every_blocking_spelling():
+    release = threading.Event()
+
+    class ReleaseOnWait(Log):
+        def wait_began(self, fut: af.Future[Any]) -> None:
+            super().wait_began(fut)
+            release.set()  # the fork was still running when the wait began
+
+    def blocked() -> None:
+        assert release.wait(T)
+
+    log = ReleaseOnWait()
+    with af.instrument(log):
+        spellings = {"wait": lambda f: af.wait(f, timeout=T), "result": lambda f: f.result(T)}
+        for name, block in spellings.items():
+            release.clear()
+            fut = af.fork.options(name=name)(blocked)
+            block(fut)
+            assert log.hooks_of(fut.name).count("wait_began") == 1
+            assert log.threads[f"wait_began:{fut.name}"] == threading.current_thread().name
+            assert log.threads[f"wait_ended:{fut.name}"] == threading.current_thread().name
+    began = sum(hook == "wait_began" for hook, _, _ in log.calls)
+    ended = sum(hook == "wait_ended" for hook, _, _ in log.calls)
+    assert began == ended == 2
+
+
+async def test_a_failing_instrument_is_removed_and_logged_and_the_program_goes_on(caplog):
+    class Broken(af.Instrument):
+        def fork_made(self, fut: af.Future[Any]) -> None:
+            raise RuntimeError("instrument bug")
+
+    broken, log = Broken(), Log()
+    af.instrument(broken)
+    installed = af.instrument(log)
+    try:
+        with caplog.at_level(logging.ERROR, logger="asyncfork"):
+            assert await af.fork(abs, -3) == 3  # the fork is unharmed
+            assert await af.fork(abs, -4) == 4
+    finally:
+        installed.remove()
+    assert broken not in _instruments.installed()
+    errors = [r for r in caplog.records if "raised in fork_made" in r.getMessage()]
+    assert len(errors) == 1  # logged once: it was removed after the first failure
+    assert errors[0].exc_info is not None
+    assert [h for h, _, _ in log.calls].count("made") == 2  # the other instrument went on
+
+
+def test_the_scoped_form_removes_the_instrument_at_the_end_of_the_block():
+    log = Log()
+    with af.instrument(log) as installation:
+        assert log in _instruments.installed()
+        assert repr(installation).startswith("<asyncfork.instrument")
+    assert log not in _instruments.installed()
+    af.wait(af.fork(abs, 1), timeout=T)
+    assert log.calls == []
+
+
+async def test_the_scoped_form_works_with_async_with():
+    log = Log()
+    async with af.instrument(log):
+        await af.fork(abs, 1)
+    assert log not in _instruments.installed()
+    assert log.calls
+
+
+def test_the_process_wide_form_lasts_until_remove():
+    log = Log()
+    installation = af.instrument(log)
+    try:
+        seen_in: list[str] = []
+
+        def in_a_thread() -> None:
+            af.wait(af.fork(abs, 1), timeout=T)
+            seen_in.append("done")
+
+        thread = threading.Thread(target=in_a_thread)
+        thread.start()
+        thread.join(T)
+        assert seen_in == ["done"]
+        assert "made" in [h for h, _, _ in log.calls]  # forks of other threads too
+    finally:
+        assert installation.remove() is True
+    assert installation.remove() is False
+
+
+def test_any_object_with_hooks_is_an_instrument():
+    made: list[str] = []
+
+    class Plain:
+        def fork_made(self, fut: af.Future[Any]) -> None:
+            made.append(fut.name)
+
+    with af.instrument(Plain()):
+        af.wait(af.fork(abs, 1), timeout=T)
+    assert made == ["abs"]
+
+
+def test_only_the_hooks_an_instrument_defines_are_called():
+    class OnlyMade(af.Instrument):
+        def fork_made(self, fut: af.Future[Any]) -> None:
+            pass
+
+    with af.instrument(OnlyMade()):
+        assert set(_instruments.HOOKS) == {"fork_made"}
+    assert _instruments.HOOKS == {}
+
+
+def test_bad_instruments_are_refused_with_a_clear_error():
+    with pytest.raises(TypeError, match=r"not an instrument.*Subclass af.Instrument"):
+        af.instrument(object())
+    with pytest.raises(TypeError, match=r"not an instrument"):
+        af.instrument(af.Instrument())  # no hook overridden: nothing to call
+
+    class NotCallable:
+        fork_made = 3
+
+    with pytest.raises(TypeError, match="fork_made is not callable"):
+        af.instrument(NotCallable())
+    log = Log()
+    with af.instrument(log), pytest.raises(RuntimeError, match="already installed"):
+        af.instrument(log)
+    assert _instruments.HOOKS == {}
+
+
+def test_the_tracer_is_one_instrument_among_others():
+    log = Log()
+    with af.instrument(log), af.trace() as trace:
+        assert len(_instruments.installed()) == 2
+        af.wait(af.fork(abs, 1), timeout=T)
+    assert [r.name for r in trace.forks] == ["abs"]
+    assert "made" in [h for h, _, _ in log.calls]
+    assert _instruments.installed() == []
