@@ -63,6 +63,8 @@ lint: $(VENV)/.stamp-lint
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
+	@# The HTML trace view's script (package data): ESLint from the npm registry.
+	npx --yes eslint@9 --max-warnings 0 asyncfork/_tracing/view/trace.js
 	$(VENV)/bin/mypy --strict asyncfork tests/typing
 	$(VENV)/bin/pyright --pythonpath $(VPY)
 

@@ -26,6 +26,7 @@ from ._run import configure as configure
 from ._run import current as current
 from ._run import shutdown as shutdown
 from ._tree import tree as tree
+from ._version import __version__ as __version__
 from ._wait import AsCompleted as AsCompleted
 from ._wait import as_completed as as_completed
 from ._wait import wait as wait
@@ -80,5 +81,3 @@ __all__ = (
     "tree",
     "wait",
 )
-
-__version__ = "0.1.0"

@@ -19,7 +19,7 @@ from asyncio import AbstractEventLoop, CancelledError
 from collections.abc import Callable, Coroutine, Generator
 from contextvars import Context, copy_context
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from . import _instruments
 from ._blocking import block_until_done
@@ -186,11 +186,11 @@ class Future(Node, Generic[T_co]):
         return name
 
     @property
-    def kind(self) -> str:
+    def kind(self) -> Literal["coroutine", "thread", "executor"]:
         """Where the fork's code runs: ``"coroutine"`` (a task on its event loop),
         ``"thread"`` (asyncfork's worker threads) or ``"executor"`` (an ``executor=``).
         """
-        return self._kind
+        return self._kind  # type: ignore[return-value]  # pyright: ignore[reportReturnType]
 
     @property
     def parent(self) -> Future[Any] | None:

@@ -99,7 +99,10 @@ class WorkItem:
         hooked = bool(HOOKS)
         cpu = 0.0
         if hooked:
-            _instruments.call("fork_started", self.future, threading.current_thread().name)
+            # In the fork's own context, so an instrument may set context for its code.
+            self.context.run(
+                _instruments.call, "fork_started", self.future, threading.current_thread().name
+            )
             cpu = time.thread_time()
         try:
             value = self.context.run(self.func, *self.args, **self.kwargs)

@@ -1,4 +1,4 @@
-"""Markdown tables (and the check against the performance targets of docs/design.md) from the runner's data."""
+"""Markdown tables, and the check against docs/design.md's performance targets."""
 # ruff: noqa: RUF001  (the multiplication sign in the tables is on purpose)
 
 from __future__ import annotations

@@ -63,6 +63,6 @@ def test_every_public_name_has_a_docstring() -> None:
 
 def test_public_names_live_in_the_package_namespace() -> None:
     """Public classes show as asyncfork.X (not a private module) in reprs and docs."""
-    for name in ("Future", "DeadlockError", "Group", "AsCompleted"):
+    for name in ("Future", "DeadlockError", "Group", "AsCompleted", "Instrument", "Installation"):
         assert getattr(af, name).__module__ == "asyncfork"
     assert isinstance(af.__all__, tuple)

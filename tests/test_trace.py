@@ -186,3 +186,21 @@ def test_asyncfork_trace_env_var_with_unwritable_dir_keeps_the_result(tmp_path: 
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "7"
     assert "cannot create" in result.stderr
+
+
+def test_import_asyncfork_loads_neither_tracing_nor_attrs() -> None:
+    """The core never imports tracing: attrs and the recorder load on the first af.trace."""
+    code = (
+        "import sys, asyncfork as af\n"
+        "assert 'attrs' not in sys.modules, 'attrs'\n"
+        "assert not [m for m in sys.modules if m.startswith('asyncfork._tracing')]\n"
+        "af.wait(af.fork(abs, -1))\n"
+        "assert 'attrs' not in sys.modules, 'attrs after a fork'\n"
+        "with af.trace() as t: af.wait(af.fork(abs, -1))\n"
+        "assert 'attrs' in sys.modules and len(t.forks) == 1\n"
+        "assert af.Trace is type(t) and af.TraceSummary.__name__ == 'TraceSummary'\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-W", "error", "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr

@@ -8,9 +8,10 @@ Dependencies. A fork F *depends on* D when F could not finish before D did:
 
 Time view.
 
-- *wall*: the trace's duration (up to now while it is still recording).
+- *wall*: the trace's end (``timeline.trace_end``: its duration, up to now while it
+  is still recording).
 - *concurrency*: the sum of fork lifetimes (created to finished; an unfinished fork
-  lives to the end of the trace) divided by the wall time.
+  lives to the end of the trace, as in ``timeline.life_span``) divided by the wall time.
 - *critical path by wall time*: start at the fork that finished last; from a fork,
   go to the dependency that released it last (a child's end, or the end of a
   satisfied wait) before the point reached; stop at a fork with none. Listed from
@@ -42,6 +43,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import attrs
+
+from .timeline import life_span, trace_end, wait_end
 
 if TYPE_CHECKING:
     from .recorder import ForkRecord, Trace, WaitRecord
@@ -138,17 +141,6 @@ def _path(path: tuple[ForkStat, ...], what: str) -> str:
     return " <- ".join(shown)
 
 
-def wall_time(trace: Trace) -> float:
-    """The trace's length: its duration, or the time so far while it records."""
-    if trace.duration is not None:
-        return trace.duration
-    if trace.recording:
-        return trace.now()
-    ends = [r.finished or r.created for r in trace.forks]
-    ends += [w.end or w.start for w in trace.waits]
-    return max(ends, default=0.0)
-
-
 def satisfied(wait: WaitRecord, awaited: ForkRecord) -> bool:
     """Whether ``wait`` ended because ``awaited`` finished (not by a timeout or cancel)."""
     return awaited.finished is not None and wait.end is not None and awaited.finished <= wait.end
@@ -159,14 +151,14 @@ def summarize(trace: Trace) -> TraceSummary:
     forks = list(trace.forks)  # copies: other threads may still append
     waits = list(trace.waits)
     by_id = {r.id: r for r in forks}
-    wall = wall_time(trace)
+    wall = trace_end(trace)
 
     by_kind: dict[str, int] = {}
     for r in forks:
         by_kind[r.kind] = by_kind.get(r.kind, 0) + 1
 
     def end_of(r: ForkRecord) -> float:
-        return r.finished if r.finished is not None else max(wall, r.created)
+        return life_span(r, wall)[1]
 
     lifetimes = sum(end_of(r) - r.created for r in forks)
     concurrency = lifetimes / wall if wall > 0 else 0.0
@@ -199,9 +191,7 @@ def summarize(trace: Trace) -> TraceSummary:
             at = best_dep.get(at)
 
     top_busy = heapq.nlargest(_TOP, forks, key=lambda r: r.busy)
-    longest = heapq.nlargest(
-        _TOP, waits, key=lambda w: (w.end if w.end is not None else wall) - w.start
-    )
+    longest = heapq.nlargest(_TOP, waits, key=lambda w: wait_end(w, wall) - w.start)
 
     def name(i: int | None) -> str:
         r = by_id.get(i) if i is not None else None
@@ -226,7 +216,7 @@ def summarize(trace: Trace) -> TraceSummary:
                 waiter_name=name(w.waiter),
                 awaited=w.awaited,
                 awaited_name=name(w.awaited),
-                seconds=(w.end if w.end is not None else wall) - w.start,
+                seconds=wait_end(w, wall) - w.start,
                 finished=w.end is not None,
             )
             for w in longest

@@ -7,9 +7,10 @@ that ran it; flow events link a fork to each child it forked and a finished
 Future to each fork that waited on it.
 
 A thread track only shows slices that nest, while a loop runs many forks that
-overlap. So each thread gets as many tracks ("lanes") as it needs: a fork goes on
-its parent's lane when it nests inside the parent there (a fib tree becomes a
-flame graph), else on the first lane that is free by its start.
+overlap. So each track (a thread, and for coroutines its loop) gets as many
+threads ("lanes") as it needs, laid out by the rules of ``timeline``: a fork goes
+inside its parent on the parent's lane when it fits there (a fib tree becomes a
+flame graph), else on the lowest lane free by its start.
 """
 
 # The package's modules share each other's private names by design.
@@ -17,13 +18,13 @@ flame graph), else on the first lane that is free by its start.
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import json
 import os
 from typing import TYPE_CHECKING, Any
 
-from .analysis import satisfied, wall_time
+from .analysis import satisfied
+from .timeline import Bar, Track, lay_out, run_span, trace_end, track_of
 
 if TYPE_CHECKING:
     from .recorder import ForkRecord, Trace
@@ -31,69 +32,20 @@ if TYPE_CHECKING:
 _US = 1e6  # the format's times are microseconds
 
 
-class _Lanes:
-    """The tracks of one thread: slices on one lane either nest or follow each other."""
-
-    def __init__(self) -> None:
-        self.stacks: list[list[tuple[float, int]]] = []  # per lane: open (end, fork id)
-        self.free: list[tuple[float, int]] = []  # (lane busy until, lane), a heap
-
-    def place(self, fork_id: int, start: float, end: float, parent_lane: int | None) -> int:
-        if parent_lane is not None:
-            stack = self.stacks[parent_lane]
-            while stack and stack[-1][0] <= start:
-                stack.pop()
-            if stack and stack[-1][1] != fork_id and stack[-1][0] >= end:
-                stack.append((end, fork_id))
-                return parent_lane
-        if self.free and self.free[0][0] <= start:
-            _, lane = heapq.heappop(self.free)
-            self.stacks[lane] = [(end, fork_id)]
-        else:
-            lane = len(self.stacks)
-            self.stacks.append([(end, fork_id)])
-        heapq.heappush(self.free, (end, lane))
-        return lane
-
-    def parent_on_top(self, lane: int, parent_id: int, start: float) -> bool:
-        stack = self.stacks[lane]
-        while stack and stack[-1][0] <= start:
-            stack.pop()
-        return bool(stack) and stack[-1][1] == parent_id
-
-
 def chrome_events(trace: Trace) -> list[dict[str, Any]]:
     """The trace as a list of Trace Event Format events."""
     forks = list(trace.forks)  # copies: other threads may still append
     waits = list(trace.waits)
     by_id = {r.id: r for r in forks}
-    wall = wall_time(trace)
+    last = trace_end(trace)
+    spans = {r.id: run_span(r, last) for r in forks}
 
     def span(r: ForkRecord) -> tuple[float, float]:
-        start = r.started if r.started is not None else r.created
-        end = r.finished if r.finished is not None else max(wall, start)
-        return start, max(end, start)
+        return spans[r.id]
 
-    # Place forks in start order (the longer first on ties, so it can hold the other).
-    order = sorted(forks, key=lambda r: (span(r)[0], -span(r)[1], r.id))
-    lanes: dict[str, _Lanes] = {}
-    placed: dict[int, tuple[str, int]] = {}  # fork id -> (thread, lane)
-    for r in order:
-        start, end = span(r)
-        thread = _thread_of(r)
-        thread_lanes = lanes.setdefault(thread, _Lanes())
-        parent_lane = None
-        parent_at = placed.get(r.parent) if r.parent is not None else None
-        if (
-            parent_at is not None
-            and parent_at[0] == thread
-            and r.parent is not None
-            and thread_lanes.parent_on_top(parent_at[1], r.parent, start)
-        ):
-            parent_lane = parent_at[1]
-        placed[r.id] = (thread, thread_lanes.place(r.id, start, end, parent_lane))
+    layout = lay_out(Bar(r.id, track_of(r), *spans[r.id], r.parent) for r in forks)
 
-    tids: dict[tuple[str, int], int] = {}
+    tids: dict[tuple[int, int], int] = {}  # (track index, lane) -> tid
     events: list[dict[str, Any]] = [
         {
             "name": "process_name",
@@ -104,16 +56,16 @@ def chrome_events(trace: Trace) -> list[dict[str, Any]]:
             "args": {"name": "asyncfork"},
         }
     ]
-    for thread in lanes:  # in order of first use
-        for lane in range(len(lanes[thread].stacks)):
+    for index, (track, count) in enumerate(layout.tracks):
+        for lane in range(count):
             tid = len(tids) + 1
-            tids[thread, lane] = tid
-            label = thread if lane == 0 else f"{thread} ({lane + 1})"
+            tids[index, lane] = tid
+            label = _label(track) if lane == 0 else f"{_label(track)} ({lane + 1})"
             events.append(_meta("thread_name", tid, {"name": label}))
             events.append(_meta("thread_sort_index", tid, {"sort_index": tid}))
 
     def tid_of(fork_id: int) -> int:
-        return tids[placed[fork_id]]
+        return tids[layout.placed[fork_id]]
 
     for r in forks:
         start, end = span(r)
@@ -163,8 +115,9 @@ def chrome_events(trace: Trace) -> list[dict[str, Any]]:
     return events
 
 
-def _thread_of(r: ForkRecord) -> str:
-    return r.thread if r.thread is not None else f"not started ({r.loop})"
+def _label(track: Track) -> str:
+    thread, loop = track
+    return f"{thread} · {loop}" if loop else thread
 
 
 def _meta(name: str, tid: int, args: dict[str, Any]) -> dict[str, Any]:
