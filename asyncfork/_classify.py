@@ -10,7 +10,7 @@ from functools import partial
 from types import FunctionType, MethodType
 from typing import Any
 
-from ._errors import callable_name
+from ._errors import callable_name, describe
 
 _CO_COROUTINE = inspect.CO_COROUTINE
 _CO_ASYNC_GENERATOR = inspect.CO_ASYNC_GENERATOR
@@ -30,10 +30,15 @@ def classify(func: Any) -> int:
     if inspect.iscoroutine(func):
         reject_coroutine_object(func)
     if not callable(func):
-        hint = " (to wait for an awaitable, write `await x`)" if inspect.isawaitable(func) else ""
+        hint = (
+            "; to wait for an awaitable x, write `await x` instead (in sync code, af.wait(x) "
+            "for an asyncfork Future)"
+            if inspect.isawaitable(func)
+            else ""
+        )
         raise TypeError(
-            f"fork() needs a callable, got {type(func).__name__} {func!r}{hint}; "
-            "write af.fork(func, *args, **kwargs)"
+            f"fork() takes a callable and its arguments, not {describe(func)}: "
+            f"write af.fork(func, *args, **kwargs){hint}"
         )
     if inspect.isasyncgenfunction(func) or (
         not isinstance(func, type) and inspect.isasyncgenfunction(_call_method(func))
@@ -57,22 +62,34 @@ def _call_method(obj: object) -> object:
     return getattr(type(obj), "__call__", None)  # noqa: B004 - fetching it, not testing it
 
 
+_TAKES_ARGUMENTS = inspect.CO_VARARGS | inspect.CO_VARKEYWORDS
+
+
 def reject_coroutine_object(coro: Any) -> None:
-    name = getattr(coro, "__qualname__", None) or type(coro).__name__
-    shown = name
+    """Raise the TypeError for ``fork(f(...))``, closing the coroutine so it does not warn.
+
+    The hint names the function by its plain name, as the user most likely wrote it
+    (``fetch`` for ``fetch(...)`` and for ``client.fetch(...)``): the expression that
+    made the coroutine is not known, so no call is rebuilt from the coroutine's locals.
+    """
+    name = getattr(coro, "__name__", None)
+    if not isinstance(name, str) or not name.isidentifier():
+        name = "func"
     code = getattr(coro, "cr_code", None)
-    frame = getattr(coro, "cr_frame", None)
-    if code is not None and frame is not None:
-        nargs = code.co_argcount + code.co_kwonlyargcount
-        names = code.co_varnames[:nargs]
-        values = frame.f_locals
-        parts = [repr(values[n]) for n in names[: code.co_argcount] if n in values]
-        parts += [f"{n}={values[n]!r}" for n in names[code.co_argcount :] if n in values]
-        shown = ", ".join([name, *parts])
+    takes_nothing = (
+        code is not None
+        and code.co_argcount == 0
+        and code.co_kwonlyargcount == 0
+        and not code.co_flags & _TAKES_ARGUMENTS
+    )
     close = getattr(coro, "close", None)
     if close is not None:
         close()  # so Python does not warn that it was never awaited
+    if takes_nothing:
+        fixed, wrong = f"af.fork({name})", f"af.fork({name}())"
+    else:
+        fixed, wrong = f"af.fork({name}, ...)", f"af.fork({name}(...))"
     raise TypeError(
-        f"fork() takes a coroutine function and its arguments, not a coroutine object: "
-        f"write af.fork({shown}) instead of af.fork({name}(...))"
+        "fork() takes a coroutine function and its arguments, not a coroutine object: "
+        f"write {fixed} instead of {wrong}"
     )

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import math
+import reprlib
 
 __all__ = ["DeadlockError"]
 
@@ -27,20 +28,25 @@ def check_timeout(value: object, what: str) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{what} must be a number of seconds or None, not {value!r}")
+        raise TypeError(
+            f"{what} must be a number of seconds, or None for no timeout, not {describe(value)}"
+        )
     if math.isnan(value) or value < 0:
-        raise ValueError(f"{what} must be >= 0 seconds (or None for no timeout), not {value!r}")
+        raise ValueError(f"{what} must be >= 0 seconds, or None for no timeout, not {value!r}")
     return float(value)
 
 
-def check_count(value: object, what: str) -> int | None:
-    """Validate a count option: None, or an int >= 1."""
+def check_count(value: object, what: str, none_means: str = "no limit") -> int | None:
+    """Validate a count option: None, or an int >= 1.
+
+    ``none_means`` says what None stands for, as the messages show it.
+    """
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{what} must be an int or None, not {value!r}")
+        raise TypeError(f"{what} must be an int, or None for {none_means}, not {describe(value)}")
     if value < 1:
-        raise ValueError(f"{what} must be at least 1 (or None for no limit), not {value}")
+        raise ValueError(f"{what} must be at least 1, or None for {none_means}, not {value}")
     return value
 
 
@@ -50,3 +56,50 @@ def callable_name(func: object) -> str:
     if isinstance(name, str):
         return name
     return type(func).__name__
+
+
+_short = reprlib.Repr()
+_short.maxstring = 60
+_short.maxother = 60
+_short.maxlist = _short.maxtuple = _short.maxset = _short.maxdict = 4
+
+
+def short_repr(obj: object) -> str:
+    """``repr(obj)``, cut short for a message (and never failing)."""
+    try:
+        return _short.repr(obj)
+    except Exception:  # a broken __repr__ must not hide the real error
+        return f"<{type_name(type(obj))} object>"
+
+
+def type_name(cls: type) -> str:
+    """A type's name as a user would write it: ``int``, ``concurrent.futures.Future``."""
+    module = getattr(cls, "__module__", None)
+    if not isinstance(module, str) or module in ("builtins", "__main__"):
+        return cls.__qualname__
+    public: list[str] = []
+    for part in module.split("."):
+        if part.startswith("_"):  # a private module: its package is where users import it from
+            if not public:
+                public.append(part.lstrip("_"))
+            break
+        public.append(part)
+    return ".".join([*public, cls.__qualname__])
+
+
+def describe(obj: object) -> str:
+    """``obj`` for a message: ``None``, ``an int (1)``, ``a concurrent.futures.Future (...)``."""
+    if obj is None:
+        return "None"
+    name = type_name(type(obj))
+    return f"{a_or_an(name)} {name} ({short_repr(obj)})"
+
+
+def a_or_an(word: str) -> str:
+    """The article for ``word``, by its first letter (good enough for type names)."""
+    return "an" if word[:1].lower() in ("a", "e", "i", "o") else "a"
+
+
+# The keywords of ``fork.options`` (a test checks them against its signature): a
+# function that rejects one of them was likely not meant to get it.
+FORK_OPTIONS = ("name", "executor", "timeout", "detached", "daemon", "on_cancel")

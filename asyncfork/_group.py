@@ -276,7 +276,8 @@ class Group(Node):
                 return False
             raise outside_cancel
         if self._timed_out:
-            raise TimeoutError(f"group timed out after {self._timeout}s") from CancelledError()
+            group = f"group {self._name!r}" if self._name else "group"
+            raise TimeoutError(f"{group} timed out after {self._timeout}s") from CancelledError()
         return isinstance(exc, CancelledError)
 
     async def __aexit__(

@@ -5,10 +5,12 @@
 
 from __future__ import annotations
 
+import re
 from asyncio import CancelledError
 from typing import Any
 
-from ._future import FINISHED, Future
+from ._errors import FORK_OPTIONS
+from ._future import EXECUTOR, FINISHED, Future
 
 
 def on_timeout(fut: Future[Any]) -> None:
@@ -18,7 +20,11 @@ def on_timeout(fut: Future[Any]) -> None:
 
 
 def finish(fut: Future[Any], value: Any, exc: BaseException | None) -> None:
-    """Settle a fork whose body and children are done, by DESIGN's outcome rules."""
+    """Settle a fork whose body and children are done.
+
+    A failed child nobody retrieved makes the fork fail with an ExceptionGroup (its
+    own error first); a fork cancelled by its timeout fails with TimeoutError.
+    """
     if exc is None and fut._failed is None:  # the common case: a value, no failed child
         fut._settle(FINISHED, value, None)
         return
@@ -28,7 +34,12 @@ def finish(fut: Future[Any], value: Any, exc: BaseException | None) -> None:
         if exc is not None and not cancelled:
             errors.insert(0, exc)
         fut._set_exception(
-            BaseExceptionGroup(f"unretrieved failures in children of fork {fut.name!r}", errors)
+            BaseExceptionGroup(
+                f"fork {fut.name!r} ended with failures of its children that nobody retrieved "
+                "(await a child's Future, or call its .result() or .exception(), to handle "
+                "its failure yourself)",
+                errors,
+            )
         )
     elif cancelled:
         if fut._timed_out:
@@ -38,6 +49,70 @@ def finish(fut: Future[Any], value: Any, exc: BaseException | None) -> None:
         else:
             fut._set_cancelled()
     elif exc is not None:
+        if type(exc) is TypeError:
+            _note_fork_option(fut, exc)
         fut._set_exception(exc)
     else:
         fut._set_result(value)
+
+
+_REJECTED_KEYWORD = re.compile(
+    r"^([\w.<>]+)\(\) got an unexpected keyword argument '(\w+)'"
+    r"|^'(\w+)' is an invalid keyword argument for ([\w.<>]+)\(\)"
+)
+
+
+def _note_fork_option(fut: Future[Any], exc: TypeError) -> None:
+    """Explain ``fork(func, x, timeout=1)`` when ``func`` rejected a keyword meant for the fork.
+
+    Only for a TypeError raised by the call of the fork's function itself (not from
+    deeper inside it), and only once.
+    """
+    found = _REJECTED_KEYWORD.search(str(exc))
+    if found is None:
+        return
+    func_name, keyword = found.group(1, 2) if found.group(1) else found.group(4, 3)
+    if keyword not in _option_names() or not _raised_by_the_call(fut, exc):
+        return
+    note = (
+        f"af.fork passes every keyword argument to the function it forks; for the fork's own "
+        f"{keyword} option write af.fork.options({keyword}=...)({_plain_name(func_name)}, ...)"
+    )
+    if note not in getattr(exc, "__notes__", ()):
+        exc.add_note(note)
+
+
+def _option_names() -> set[str]:
+    """The keywords of ``fork.options``: a function rejecting one was likely not meant to get it."""
+    return set(FORK_OPTIONS)
+
+
+def _raised_by_the_call(fut: Future[Any], exc: BaseException) -> bool:
+    """Whether ``exc`` came from the call of the fork's function, not from inside it."""
+    tb = exc.__traceback__
+    if fut._kind != EXECUTOR:
+        # asyncfork's own call sites drop their frame from the traceback: nothing is left
+        # when the call itself raised.
+        return tb is None
+    if tb is not None:  # a thread pool: its call site must be the only frame
+        return tb.tb_next is None and tb.tb_frame.f_globals.get("__name__") == _THREAD_POOL
+    # A process pool sends the traceback as text: the same test, on its last section.
+    cause = exc.__cause__
+    if type(cause).__name__ != "_RemoteTraceback":
+        return False
+    last = str(cause).rpartition("Traceback (most recent call last):")[2]
+    frames = re.findall(r'File "[^"]*", line \d+, in (\w+)', last)
+    return frames == ["_process_worker"]
+
+
+_THREAD_POOL = "concurrent.futures.thread"
+
+
+def _plain_name(qualname: str) -> str:
+    """The name a user writes for the callable that Python named ``qualname`` in its message."""
+    parts = qualname.split(".")
+    if len(parts) > 1 and parts[-1] in ("__init__", "__new__"):
+        return parts[-2]  # a class: its constructor rejected the keyword
+    if parts[-1].isidentifier() and not parts[-1].startswith("__"):
+        return parts[-1]
+    return "func"

@@ -145,7 +145,8 @@ def configure(
     if loop is not _UNSET:
         _runner.set_loop_choice(loop)
     if workers is not _UNSET:
-        _threads.set_worker_limit(check_count(workers, "configure(workers=...)"))
+        default = f"the default (min(32, cpu_count + 4) = {_threads.default_limit()})"
+        _threads.set_worker_limit(check_count(workers, "configure(workers=...)", default))
 
 
 def shutdown(*, cancel: bool = False, timeout: float | None = None) -> None:

@@ -6,15 +6,16 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import inspect
 import queue
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar, cast, overload
 
 from . import _threads
 from ._blocking import Waker, block_until_done, failed, forget, help_run, prepare, wait_hooks
-from ._errors import DeadlockError, check_timeout
+from ._errors import DeadlockError, check_timeout, describe
 from ._future import Future
 from ._instruments import HOOKS
 from ._mailbox import post
@@ -84,32 +85,62 @@ def _values(
     return values
 
 
-def _not_a_future(obj: object, what: str, plural: bool) -> TypeError:
-    """The TypeError for a non-Future argument; closes a coroutine so it does not warn."""
-    hint = (
-        "; for other awaitables use `await` or asyncio.gather" if inspect.isawaitable(obj) else ""
-    )
-    if asyncio.iscoroutine(obj):
-        obj.close()
-        hint = " (a coroutine object: fork it first, af.fork(func, *args))"
-    wanted = (
-        "asyncfork Futures, but got a"
-        if plural
-        else "an asyncfork Future or an iterable of them, not"
-    )
-    return TypeError(f"{what} takes {wanted} {type(obj).__name__}{hint}")
+def _not_a_future(obj: object, what: str, index: int | None, container: object = None) -> TypeError:
+    """The TypeError for something wait() or as_completed() cannot take, with a hint."""
+    if index is None:
+        wrong = f"{what} takes an asyncfork Future or an iterable of them, not {describe(obj)}"
+    else:
+        wrong = f"{what} takes asyncfork Futures, but item {index} is {describe(obj)}"
+    return TypeError(wrong + _hint(obj, container))
+
+
+def _hint(obj: object, container: object) -> str:
+    """What to write instead, for the common mix-ups."""
+    if inspect.iscoroutine(obj):
+        name = getattr(obj, "__name__", "func")
+        return (
+            f": a coroutine object runs only when awaited; fork its function to get a Future, "
+            f"af.fork({name}, ...) instead of {name}(...), or await it"
+        )
+    if isinstance(obj, asyncio.Future):
+        return ": await it instead (asyncio.gather or asyncio.wait for several)"
+    if isinstance(obj, concurrent.futures.Future):
+        return (
+            ": call its .result() instead, or in async code await asyncio.wrap_future(f) "
+            "(concurrent.futures.wait for several)"
+        )
+    if inspect.isawaitable(obj):
+        return ": await it instead (asyncio.gather for several)"
+    if isinstance(container, Mapping):
+        return ": iterating a mapping gives its keys; pass its .values()"
+    if inspect.isfunction(obj) or inspect.ismethod(obj) or inspect.isbuiltin(obj):
+        return f": fork it first, af.fork({getattr(obj, '__name__', 'func')}, ...)"
+    if container is not None and isinstance(obj, Iterable) and not isinstance(obj, (str, bytes)):
+        return ": pass one flat iterable of Futures"
+    return ""
 
 
 def _as_futures(obj: object, what: str) -> tuple[list[Future[Any]], bool]:
     if isinstance(obj, Future):
         return [cast("Future[Any]", obj)], True  # type: ignore[redundant-cast]  # for pyright
     if inspect.isawaitable(obj) or isinstance(obj, (str, bytes)) or not isinstance(obj, Iterable):
-        raise _not_a_future(obj, what, plural=False)
+        error = _not_a_future(obj, what, None)
+        _close_coroutines([obj])
+        raise error
     items: list[object] = list(cast("Iterable[object]", obj))
-    for item in items:
+    for index, item in enumerate(items):
         if not isinstance(item, Future):
-            raise _not_a_future(item, what, plural=True)
+            error = _not_a_future(item, what, index, cast(object, obj))
+            _close_coroutines(items)
+            raise error
     return cast("list[Future[Any]]", items), False
+
+
+def _close_coroutines(items: list[object]) -> None:
+    """Close the coroutine objects among rejected arguments, so none warns it was never awaited."""
+    for item in items:
+        if inspect.iscoroutine(item):
+            item.close()
 
 
 @overload
@@ -179,7 +210,8 @@ class AsCompleted(Iterator[Future[T]]):
 
     def _timed_out(self) -> TimeoutError:
         return TimeoutError(
-            f"as_completed() timed out after {self._timeout}s with {self._left} Futures unfinished"
+            f"as_completed() timed out after {self._timeout}s with {self._left} of "
+            f"{len(self._futs)} Futures unfinished (they go on running)"
         )
 
     def __iter__(self) -> AsCompleted[T]:

@@ -176,7 +176,7 @@ def test_fork_of_coroutine_object_is_typeerror_showing_right_call() -> None:
         assert inspect.getcoroutinestate(coro) == inspect.CORO_CLOSED
         del coro
         gc.collect()
-    assert "fork(double, 3)" in str(info.value)
+    assert "af.fork(double, ...)" in str(info.value)
     assert not [w for w in caught if "never awaited" in str(w.message)]
 
 

@@ -1,0 +1,339 @@
+"""Error messages say what was wrong and what to write instead."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import gc
+import inspect
+import multiprocessing
+import re
+import warnings
+from typing import Any
+
+import pytest
+
+import asyncfork as af
+from asyncfork import _threads
+
+T = 5.0  # seconds: a bound for what should take milliseconds
+
+
+async def three() -> int:
+    return 3
+
+
+async def takes_x(x: int) -> int:
+    return x
+
+
+def sync_takes_x(x: int) -> int:
+    return x
+
+
+async def passes_timeout_on(x: int) -> int:
+    """Rejects nothing itself: the TypeError comes from a call deeper inside."""
+    return await takes_x(x, timeout=1)  # type: ignore[call-arg]
+
+
+def sync_passes_daemon_on(x: int) -> int:
+    return sync_takes_x(x, daemon=True)  # type: ignore[call-arg]
+
+
+class Client:
+    async def fetch(self, url: str) -> str:
+        return url
+
+
+def _nested() -> Any:
+    async def inner(a: int, *, b: int) -> int:
+        return a + b
+
+    return inner
+
+
+def _closed_without_warning(make: Any) -> str:
+    """fork(coroutine object): the message; the coroutine is closed and never warns."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        coro = make()
+        with pytest.raises(TypeError) as info:
+            af.fork(coro)
+        assert inspect.getcoroutinestate(coro) == inspect.CORO_CLOSED
+        del coro
+        gc.collect()
+    assert not [w for w in caught if "never awaited" in str(w.message)]
+    return str(info.value)
+
+
+# -- fork(f(...)) ---------------------------------------------------------------------------
+
+_PREFIX = "fork() takes a coroutine function and its arguments, not a coroutine object: "
+
+
+@pytest.mark.parametrize(
+    ("make", "name"),
+    [
+        pytest.param(lambda: Client().fetch("u"), "fetch", id="method"),
+        pytest.param(lambda: _nested()(1, b=2), "inner", id="nested"),
+        pytest.param(lambda: asyncio.sleep(0), "sleep", id="asyncio.sleep"),
+        pytest.param(lambda: takes_x(1), "takes_x", id="function"),
+    ],
+)
+def test_fork_of_coroutine_object_names_the_function_without_rebuilding_the_call(
+    make: Any, name: str
+) -> None:
+    """The hint uses the plain name and `...`: no call rebuilt from the frame's locals."""
+    message = _closed_without_warning(make)
+    assert message == _PREFIX + f"write af.fork({name}, ...) instead of af.fork({name}(...))"
+    assert "<" not in message  # no reprs of objects, no `<locals>`
+
+
+def test_fork_of_coroutine_object_of_a_function_without_parameters() -> None:
+    """A function that takes nothing: the exact call can be shown."""
+    message = _closed_without_warning(three)
+    assert message == _PREFIX + "write af.fork(three) instead of af.fork(three())"
+
+
+def test_fork_of_non_callable_says_what_it_got_and_what_to_write() -> None:
+    with pytest.raises(TypeError) as info:
+        af.fork(12345)  # type: ignore[call-overload]
+    assert str(info.value) == (
+        "fork() takes a callable and its arguments, not an int (12345): "
+        "write af.fork(func, *args, **kwargs)"
+    )
+
+
+async def test_fork_of_awaitable_says_to_await_it() -> None:
+    fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    with pytest.raises(TypeError, match=r"not an asyncio\.Future .*write `await x` instead"):
+        af.fork(fut)  # type: ignore[call-overload]
+
+
+# -- wait / as_completed: what they take ------------------------------------------------------
+
+
+def test_wait_of_non_futures_names_the_item_with_its_article() -> None:
+    with pytest.raises(TypeError) as info:
+        af.wait([1, 2])  # type: ignore[arg-type]
+    assert str(info.value) == "wait() takes asyncfork Futures, but item 0 is an int (1)"
+    with pytest.raises(TypeError) as info:
+        af.wait(5)  # type: ignore[call-overload]
+    assert (
+        str(info.value) == "wait() takes an asyncfork Future or an iterable of them, not an int (5)"
+    )
+
+
+async def test_wait_and_as_completed_name_the_index_of_the_bad_item() -> None:
+    fut = af.fork(three)
+    with pytest.raises(TypeError) as info:
+        af.wait([fut, "x"])  # type: ignore[arg-type]
+    assert str(info.value) == "wait() takes asyncfork Futures, but item 1 is a str ('x')"
+    with pytest.raises(TypeError) as info:
+        af.as_completed([fut, None])  # type: ignore[list-item]
+    assert str(info.value) == "as_completed() takes asyncfork Futures, but item 1 is None"
+    with pytest.raises(TypeError) as info:
+        af.as_completed([1.5])  # type: ignore[arg-type]
+    assert str(info.value) == "as_completed() takes asyncfork Futures, but item 0 is a float (1.5)"
+    assert await asyncio.wait_for(fut, T) == 3
+
+
+async def test_wait_of_a_dict_says_to_pass_its_values() -> None:
+    futs = {"a": af.fork(three)}
+    with pytest.raises(TypeError, match=r"item 0 is a str \('a'\).*pass its \.values\(\)"):
+        af.wait(futs)  # type: ignore[arg-type]
+    assert await af.wait(futs.values()) == [3]  # type: ignore[misc]
+
+
+def test_wait_closes_every_coroutine_it_rejects() -> None:
+    """wait([f(1), f(2)]) fails on item 0 and closes item 1 too: no 'never awaited' warning."""
+    coros = [takes_x(1), takes_x(2)]
+    with pytest.raises(TypeError, match=r"item 0 is a coroutine .*af\.fork\(takes_x, \.\.\.\)"):
+        af.wait(coros)  # type: ignore[arg-type]
+    assert [inspect.getcoroutinestate(c) for c in coros] == [inspect.CORO_CLOSED] * 2
+
+
+def test_wait_of_concurrent_future_says_which_future_and_what_to_do() -> None:
+    cf: concurrent.futures.Future[int] = concurrent.futures.Future()
+    with pytest.raises(TypeError) as info:
+        af.wait(cf)  # type: ignore[call-overload]
+    message = str(info.value)
+    assert message.startswith(
+        "wait() takes an asyncfork Future or an iterable of them, "
+        "not a concurrent.futures.Future (<Future at "
+    )
+    assert ".result()" in message
+    assert "asyncio.wrap_future" in message
+    with pytest.raises(TypeError, match=r"item 0 is a concurrent\.futures\.Future .*\.result\(\)"):
+        af.wait([cf])  # type: ignore[arg-type]
+
+
+async def test_wait_of_asyncio_future_or_task_says_to_await_it() -> None:
+    fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    task = asyncio.ensure_future(three())
+    try:
+        with pytest.raises(TypeError) as info:
+            af.wait(fut)  # type: ignore[arg-type]
+        assert str(info.value) == (
+            "wait() takes an asyncfork Future or an iterable of them, not an asyncio.Future "
+            "(<Future pending>): await it instead (asyncio.gather or asyncio.wait for several)"
+        )
+        with pytest.raises(TypeError, match=r"not an asyncio\.Task .*: await it instead"):
+            af.wait(task)  # type: ignore[arg-type]
+    finally:
+        fut.cancel()
+        assert await task == 3
+
+
+# -- option values ------------------------------------------------------------------------------
+
+
+def test_configure_workers_says_none_means_the_default_limit() -> None:
+    """None is the default limit for configure(workers=...), not 'no limit'."""
+    default = _threads.default_limit()
+    with pytest.raises(ValueError) as info:
+        af.configure(workers=0)
+    assert str(info.value) == (
+        "configure(workers=...) must be at least 1, or None for the default "
+        f"(min(32, cpu_count + 4) = {default}), not 0"
+    )
+    with pytest.raises(TypeError, match=r"or None for the default .*not a float \(1\.5\)"):
+        af.configure(workers=1.5)  # type: ignore[arg-type]
+
+
+def test_group_limit_says_none_means_no_limit() -> None:
+    with pytest.raises(ValueError) as info:
+        af.group(limit=0)
+    assert str(info.value) == "group(limit=...) must be at least 1, or None for no limit, not 0"
+
+
+def test_timeout_of_the_wrong_type_names_its_type() -> None:
+    with pytest.raises(TypeError) as info:
+        af.fork.options(timeout="1")  # type: ignore[arg-type]
+    assert str(info.value) == (
+        "fork.options(timeout=...) must be a number of seconds, or None for no timeout, "
+        "not a str ('1')"
+    )
+
+
+# -- a keyword meant for the fork, given to the function -----------------------------------------
+
+
+def _note(keyword: str, name: str) -> str:
+    return (
+        "af.fork passes every keyword argument to the function it forks; for the fork's own "
+        f"{keyword} option write af.fork.options({keyword}=...)({name}, ...)"
+    )
+
+
+@pytest.mark.parametrize("func", [takes_x, sync_takes_x], ids=["coroutine", "sync"])
+async def test_keyword_for_the_fork_rejected_by_the_function_gets_a_note(func: Any) -> None:
+    with pytest.raises(TypeError, match="unexpected keyword argument 'timeout'") as info:
+        await asyncio.wait_for(af.fork(func, 1, timeout=1), T)
+    assert info.value.__notes__ == [_note("timeout", func.__name__)]
+    with pytest.raises(TypeError) as info:
+        await asyncio.wait_for(af.fork(func, 1, name="x"), T)
+    assert info.value.__notes__ == [_note("name", func.__name__)]
+
+
+async def test_keyword_rejected_by_a_thread_pool_executor_call_gets_a_note() -> None:
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as ex:
+        forker = af.fork.options(executor=ex)
+        with pytest.raises(TypeError) as info:
+            await asyncio.wait_for(forker(sync_takes_x, 1, daemon=True), T)  # type: ignore[call-arg, arg-type]
+        assert info.value.__notes__ == [_note("daemon", "sync_takes_x")]
+        with pytest.raises(TypeError) as info:
+            await asyncio.wait_for(forker(sync_passes_daemon_on, 1), T)
+        assert not hasattr(info.value, "__notes__")
+
+
+def test_keyword_rejected_by_a_process_pool_executor_call_gets_a_note() -> None:
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context) as ex:
+        forker = af.fork.options(executor=ex)
+        with pytest.raises(TypeError) as info:
+            af.wait(forker(sync_takes_x, 1, timeout=1), timeout=30)  # type: ignore[call-arg, arg-type]
+        assert info.value.__notes__ == [_note("timeout", "sync_takes_x")]
+        with pytest.raises(TypeError) as info:
+            af.wait(forker(sync_passes_daemon_on, 1), timeout=30)
+        assert not hasattr(info.value, "__notes__")
+
+
+@pytest.mark.parametrize(
+    "func", [passes_timeout_on, sync_passes_daemon_on], ids=["coroutine", "sync"]
+)
+async def test_keyword_rejected_deeper_inside_the_function_gets_no_note(func: Any) -> None:
+    """The TypeError came from a call inside the fork's function: the fork is not to blame."""
+    with pytest.raises(TypeError, match="unexpected keyword argument") as info:
+        await asyncio.wait_for(af.fork(func, 1), T)
+    assert not hasattr(info.value, "__notes__")
+
+
+async def test_keyword_that_is_no_fork_option_gets_no_note() -> None:
+    with pytest.raises(TypeError, match="unexpected keyword argument 'colour'") as info:
+        await asyncio.wait_for(af.fork(takes_x, 1, colour=1), T)  # type: ignore[call-arg]
+    assert not hasattr(info.value, "__notes__")
+
+
+async def test_note_is_added_once_when_the_error_travels_up() -> None:
+    async def parent() -> int:
+        return await af.fork(takes_x, 1, timeout=1)  # type: ignore[call-arg]
+
+    fut = af.fork(parent)
+    with pytest.raises(TypeError) as info:
+        await asyncio.wait_for(fut, T)
+    with pytest.raises(TypeError):
+        await fut
+    assert info.value.__notes__ == [_note("timeout", "takes_x")]
+
+
+# -- timeouts and failures ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "shown"), [("fetchers", "group 'fetchers'"), (None, "group")])
+async def test_group_timeout_names_the_group(name: str | None, shown: str) -> None:
+    async def body() -> None:
+        async with af.group(timeout=0.05, name=name) as g:
+            g.fork(asyncio.sleep, T)
+            await asyncio.sleep(T)
+
+    with pytest.raises(TimeoutError) as info:
+        await body()
+    assert str(info.value) == f"{shown} timed out after 0.05s"
+
+
+async def test_as_completed_timeout_counts_the_unfinished_futures() -> None:
+    slow = af.fork(asyncio.sleep, T)
+    with pytest.raises(TimeoutError) as info:
+        async for _ in af.as_completed([slow, af.fork(three)], timeout=0.05):
+            pass
+    assert str(info.value) == (
+        "as_completed() timed out after 0.05s with 1 of 2 Futures unfinished (they go on running)"
+    )
+    slow.cancel()
+
+
+async def test_unretrieved_child_failure_says_how_to_handle_it() -> None:
+    async def fails() -> None:
+        raise ValueError("boom")
+
+    async def parent() -> None:
+        af.fork(fails)
+
+    with pytest.raises(ExceptionGroup) as info:
+        await asyncio.wait_for(af.fork(parent), T)
+    assert re.fullmatch(
+        r"fork '.*parent' ended with failures of its children that nobody retrieved "
+        r"\(await a child's Future, or call its \.result\(\) or \.exception\(\), to handle its "
+        r"failure yourself\) \(1 sub-exception\)",
+        str(info.value),
+    )
+
+
+def test_the_option_names_the_hint_knows_are_fork_options_own() -> None:
+    """The keyword hint's list of option names is exactly fork.options' keywords."""
+    import inspect
+
+    from asyncfork._errors import FORK_OPTIONS
+
+    assert set(FORK_OPTIONS) == set(inspect.signature(af.fork.options).parameters)
