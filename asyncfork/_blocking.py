@@ -68,6 +68,14 @@ class Waker:
         fire()
 
 
+def done_failure(futs: Sequence[Future[Any]]) -> Future[Any] | None:
+    """The first of ``futs`` (in input order) that is done and failed, if any."""
+    for fut in futs:
+        if fut.done() and failed(fut):
+            return fut
+    return None
+
+
 def prepare(futs: Sequence[Future[Any]], what: str) -> list[Future[Any]]:
     for fut in futs:
         if not fut.done():
@@ -103,10 +111,8 @@ def block_until_done(
         return None
     help_run(pending)
     pending = [fut for fut in pending if not fut.done()]
-    if fail_fast:
-        for fut in futs:
-            if fut.done() and failed(fut):
-                return fut
+    if fail_fast and (failure := done_failure(futs)) is not None:
+        return failure
     if not pending:
         return None
     released = threading.Lock()

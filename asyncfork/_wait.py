@@ -14,7 +14,15 @@ from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar, cast, overload
 
 from . import _threads
-from ._blocking import Waker, block_until_done, failed, forget, help_run, prepare, wait_hooks
+from ._blocking import (
+    Waker,
+    block_until_done,
+    done_failure,
+    forget,
+    help_run,
+    prepare,
+    wait_hooks,
+)
 from ._errors import DeadlockError, check_timeout, describe
 from ._future import Future
 from ._instruments import HOOKS
@@ -28,10 +36,8 @@ async def _await_done(
     futs: Sequence[Future[Any]], seconds: float | None, fail_fast: bool
 ) -> Future[Any] | None:
     pending = prepare(futs, "await af.wait()")
-    if fail_fast:
-        for fut in futs:
-            if fut.done() and failed(fut):
-                return fut
+    if fail_fast and (failure := done_failure(futs)) is not None:
+        return failure
     if not pending:
         return None
     loop = asyncio.get_running_loop()
