@@ -181,53 +181,59 @@ class Forker:
             fut._kind = THREAD if self._executor is None else EXECUTOR
         if HOOKS:  # the one test instruments cost when none is installed
             _instruments.call("fork_made", fut)
-        on_loop = running is loop
-        held = fut._scope
-        if kind == COROUTINE:
-            fut._canceller = cancel_coroutine
-            if (
-                on_loop
-                and deadline is None
-                and (held is None or (held._limit is None and not held._cancel_requested))
-            ):
-                # The hot path: a coroutine fork on the running loop.
-                if held is not None:
-                    held._add_child(fut)
-                # An empty kwargs dict is not kept: a pending fork should cost little memory.
-                coro = drive(fut, func, args, kwargs or None)
-                coro.__qualname__ = name  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue]
-                fut._task = _Task(coro, loop=loop, name=name)
-                return fut
-            context = copy_context()  # now: a queued fork still sees the context of its fork()
-            start: Callable[[Future[Any]], None] = partial(
-                start_coroutine, func=func, args=args, kwargs=kwargs, context=context
-            )
-        elif self._executor is not None:
-            fut._canceller = cancel_executor
-            start = partial(
-                start_executor, executor=self._executor, func=func, args=args, kwargs=kwargs
-            )
-        else:
-            fut._canceller = cancel_sync
-            context = copy_context()
-            context.run(CURRENT.set, fut)
-            item = WorkItem(fut, func, args, kwargs, context, sync_returned)
-            fut._item = item
-            if not on_loop and deadline is None and (held is None or held._admits_at_once):
-                # From another thread, queue it at once: it need not wait for a busy loop,
-                # and a worker about to wait on it can run it inline. Only the
-                # registration goes through the loop, ahead of the fork's outcome.
-                post_launch(fut, None, None)
-                fut._started = True
-                _threads.pool().submit(item)
-                return fut
-            start = submit_item
+        try:
+            on_loop = running is loop
+            held = fut._scope
+            if kind == COROUTINE:
+                fut._canceller = cancel_coroutine
+                if (
+                    on_loop
+                    and deadline is None
+                    and (held is None or (held._limit is None and not held._cancel_requested))
+                ):
+                    # The hot path: a coroutine fork on the running loop.
+                    if held is not None:
+                        held._add_child(fut)
+                    # An empty kwargs dict is not kept: a pending fork should cost little memory.
+                    coro = drive(fut, func, args, kwargs or None)
+                    coro.__qualname__ = name  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue]
+                    fut._task = _Task(coro, loop=loop, name=name)
+                    return fut
+                context = copy_context()  # now: a queued fork still sees the context of its fork()
+                start: Callable[[Future[Any]], None] = partial(
+                    start_coroutine, func=func, args=args, kwargs=kwargs, context=context
+                )
+            elif self._executor is not None:
+                fut._canceller = cancel_executor
+                start = partial(
+                    start_executor, executor=self._executor, func=func, args=args, kwargs=kwargs
+                )
+            else:
+                fut._canceller = cancel_sync
+                context = copy_context()
+                context.run(CURRENT.set, fut)
+                item = WorkItem(fut, func, args, kwargs, context, sync_returned)
+                fut._item = item
+                if not on_loop and deadline is None and (held is None or held._admits_at_once):
+                    # From another thread, queue it at once: it need not wait for a busy loop,
+                    # and a worker about to wait on it can run it inline. Only the
+                    # registration goes through the loop, ahead of the fork's outcome.
+                    post_launch(fut, None, None)
+                    fut._started = True
+                    _threads.pool().submit(item)
+                    return fut
+                start = submit_item
 
-        if on_loop:
-            launch(fut, start, deadline)
-        else:
-            post_launch(fut, start, deadline)
-        return fut
+            if on_loop:
+                launch(fut, start, deadline)
+            else:
+                post_launch(fut, start, deadline)
+            return fut
+        except BaseException as exc:
+            # fork() raised after fork_made: the fork never runs, and instruments hear so.
+            if HOOKS:
+                _instruments.call("fork_finished", fut, exc)
+            raise
 
 
 fork = Forker()

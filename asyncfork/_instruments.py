@@ -40,8 +40,10 @@ class Instrument:
     def fork_started(self, fut: Future[Any], where: str) -> None:
         """``fut``'s code starts: ``where`` is the thread's name, or the executor's type name.
 
-        Called in the thread that runs the fork's code (for an executor fork, the
-        loop's thread, just before the call is submitted).
+        Called in the thread that runs the fork's code, in the fork's own context (so an
+        instrument may set context variables that the fork's code then sees); for an
+        executor fork, on the loop's thread, just before the call is submitted. A sync
+        fork that returns a coroutine starts twice: in its thread, then on its loop.
         """
 
     def fork_busy(self, fut: Future[Any], seconds: float) -> None:
@@ -52,7 +54,9 @@ class Instrument:
     def fork_finished(self, fut: Future[Any], exc: BaseException | None) -> None:
         """``fut`` settled; ``exc`` is its exception (``None`` for a value or a cancellation:
         ``fut.cancelled()`` tells). Called on the fork's loop thread, before its callbacks.
-        Reading ``exc`` here does not count as retrieving the failure.
+        Reading ``exc`` here does not count as retrieving the failure. If ``fork()`` itself
+        raised after ``fork_made`` (the loop had closed, say), this is called at once with
+        that error, in the forking thread: the fork never runs and ``fut`` stays pending.
         """
 
     def wait_began(self, fut: Future[Any]) -> None:

@@ -284,3 +284,41 @@ def test_the_tracer_is_one_instrument_among_others():
     assert [r.name for r in trace.forks] == ["abs"]
     assert "made" in [h for h, _, _ in log.calls]
     assert _instruments.installed() == []
+
+
+def test_fork_started_runs_in_the_fork_own_context():
+    """What an instrument sets in fork_started is seen by the fork's code, and only there."""
+    tag: contextvars.ContextVar[str] = contextvars.ContextVar("tag", default="none")
+
+    class Tagger(af.Instrument):
+        def fork_started(self, fut: af.Future[Any], where: str) -> None:
+            tag.set(f"set for {fut.name}")
+
+    async def coroutine_fork() -> str:
+        return tag.get()
+
+    def sync_fork() -> str:
+        return tag.get()
+
+    with af.instrument(Tagger()):
+        seen = af.wait([af.fork(coroutine_fork), af.fork(sync_fork)], timeout=T)
+    assert seen == [
+        "set for test_fork_started_runs_in_the_fork_own_context.<locals>.coroutine_fork",
+        "set for test_fork_started_runs_in_the_fork_own_context.<locals>.sync_fork",
+    ]
+    assert tag.get() == "none"  # the forking code's context is untouched
+
+
+def test_a_fork_call_that_raises_after_fork_made_reports_fork_finished():
+    """fork() that fails after fork_made (its loop has closed) pairs it with fork_finished."""
+    contexts: list[contextvars.Context] = []
+
+    def keep_context() -> None:
+        contexts.append(contextvars.copy_context())  # a sync fork's context, host: af.run's loop
+
+    af.run(lambda: af.wait(af.fork(keep_context), timeout=T))
+    log = Log()
+    with af.instrument(log), pytest.raises(RuntimeError, match="closed"):
+        contexts[0].run(af.fork.options(detached=True), abs, -1)  # its host loop is closed
+    assert [hook for hook, _, _ in log.calls] == ["made", "finished"]
+    assert isinstance(log.calls[1][2], RuntimeError)
