@@ -12,6 +12,12 @@ built on event loop policies, which Python 3.14 deprecates.
 Sync tests that need asyncfork's own loops on both kinds take the ``loop_kind``
 fixture.
 
+Browser
+-------
+The HTML trace view is checked in Debian's chromium (/usr/bin/chromium) driven by
+Playwright: the ``browser`` fixture. ``make test`` installs chromium; missing, the tests
+fail (never skip).
+
 Thread exceptions
 -----------------
 An autouse fixture records every exception that escapes a thread (asyncfork
@@ -21,6 +27,7 @@ worker threads included) and fails the test during which it happened.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -119,3 +126,47 @@ def _fail_on_thread_exceptions() -> Iterator[None]:
         threading.excepthook = previous
     if seen:
         pytest.fail("Exception in thread during the test:\n  " + "\n  ".join(seen))
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Debian's chromium, headless, with a fresh profile; fails loudly if it is missing."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as exc:
+        pytest.fail(
+            f"Python Playwright is missing ({exc}): run `bash .ci/run` "
+            "(or `pip install -e '.[test]'`)",
+            pytrace=False,
+        )
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(
+            f"{CHROMIUM} is missing: run `bash .ci/run` (it runs `apt-get install chromium`)",
+            pytrace=False,
+        )
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    with sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            str(profile),
+            executable_path=CHROMIUM,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1280, "height": 900},
+        )
+        try:
+            yield context
+        finally:
+            context.close()
