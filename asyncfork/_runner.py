@@ -317,9 +317,14 @@ atexit.register(_exit_as_interrupted)
 
 
 def _reset_after_fork() -> None:
-    global _background, _background_lock, _interrupted_at_exit
+    global _background, _background_lock, _interrupted_at_exit, _roots_lock
     if _background is not None:
         disown(_background.loop)
+    # Only the forking thread lives on in the child: forget the other threads' loops.
+    running = asyncio._get_running_loop()
+    for loop in [loop for loop in ROOTS if loop not in OWNED and loop is not running]:
+        del ROOTS[loop]
+    _roots_lock = threading.Lock()
     _background = None
     _background_lock = threading.Lock()
     _interrupted_at_exit = False

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import subprocess
+import sys
+import textwrap
 import threading
 
 import pytest
@@ -176,3 +180,44 @@ async def test_tree_finds_the_members_of_an_open_group() -> None:
         assert _line_of(text, "member-a").index("member-a") > _line_of(text, "owner").index("owner")
 
     await af.fork.options(name="owner")(owner)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_tree_in_an_os_fork_child_forgets_the_loops_of_other_threads() -> None:
+    """Only the forking thread lives on in an os.fork() child: other threads' loops and
+    their forks are not shown there (they would never move again).
+    """
+    code = textwrap.dedent(
+        """
+        import asyncio, os, threading
+        import asyncfork as af
+
+        started, release = threading.Event(), threading.Event()
+
+        async def waits() -> None:
+            started.set()
+            await asyncio.to_thread(release.wait, 10)
+
+        async def other_thread_main() -> None:
+            await af.fork.options(name="elsewhere")(waits)
+
+        thread = threading.Thread(target=asyncio.run, args=(other_thread_main(),))
+        thread.start()
+        assert started.wait(10)
+        assert "elsewhere" in af.tree(show=False)
+        pid = os.fork()
+        if pid == 0:
+            os._exit(3 if af.tree(show=False) else 0)
+        _, status = os.waitpid(pid, 0)
+        release.set()
+        thread.join(10)
+        assert os.waitstatus_to_exitcode(status) == 0, status
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-W", "error", "-W", "ignore::DeprecationWarning", "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
