@@ -65,8 +65,9 @@ def _call_method(obj: object) -> object:
 _TAKES_ARGUMENTS = inspect.CO_VARARGS | inspect.CO_VARKEYWORDS
 
 
-def reject_coroutine_object(coro: Any) -> None:
-    """Raise the TypeError for ``fork(f(...))``, closing the coroutine so it does not warn.
+def reject_coroutine_object(coro: Any, call: str = "fork") -> None:
+    """Raise the TypeError for ``fork(f(...))`` (or ``run(f(...))``: ``call``), closing the
+    coroutine so it does not warn.
 
     The hint names the function by its plain name, as the user most likely wrote it
     (``fetch`` for ``fetch(...)`` and for ``client.fetch(...)``): the expression that
@@ -86,10 +87,10 @@ def reject_coroutine_object(coro: Any) -> None:
     if close is not None:
         close()  # so Python does not warn that it was never awaited
     if takes_nothing:
-        fixed, wrong = f"af.fork({name})", f"af.fork({name}())"
+        fixed, wrong = f"af.{call}({name})", f"af.{call}({name}())"
     else:
-        fixed, wrong = f"af.fork({name}, ...)", f"af.fork({name}(...))"
+        fixed, wrong = f"af.{call}({name}, ...)", f"af.{call}({name}(...))"
     raise TypeError(
-        "fork() takes a coroutine function and its arguments, not a coroutine object: "
+        f"{call}() takes a coroutine function and its arguments, not a coroutine object: "
         f"write {fixed} instead of {wrong}"
     )

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Coroutine
-from typing import Any, ParamSpec, TypeVar, overload
+from types import CoroutineType
+from typing import Any, ParamSpec, TypeVar, cast, overload
 
+from ._classify import reject_coroutine_object
 from ._run import run_root
 
 P = ParamSpec("P")
@@ -39,6 +41,8 @@ def run(func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
     active), the run is traced and ``DIR/trace.json`` and ``DIR/trace.html`` are
     written at its end.
     """
+    if isinstance(cast(object, func), CoroutineType):  # af.run(main()): name af.run
+        reject_coroutine_object(func, "run")
     trace_dir = os.environ.get("ASYNCFORK_TRACE")
     if not trace_dir:
         return run_root(func, args, kwargs)

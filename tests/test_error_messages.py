@@ -337,3 +337,13 @@ def test_the_option_names_the_hint_knows_are_fork_options_own() -> None:
     from asyncfork._errors import FORK_OPTIONS
 
     assert set(FORK_OPTIONS) == set(inspect.signature(af.fork.options).parameters)
+
+
+def test_run_of_a_coroutine_object_says_af_run() -> None:
+    """af.run(main()) names af.run in its hint (not af.fork), and closes the coroutine."""
+
+    async def main(x: int) -> int:
+        return x
+
+    with pytest.raises(TypeError, match=r"^run\(\) takes .* write af\.run\(main, \.\.\.\) instead"):
+        af.run(main(1))  # type: ignore[arg-type]
