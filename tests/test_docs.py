@@ -66,3 +66,34 @@ def test_public_names_live_in_the_package_namespace() -> None:
     for name in ("Future", "DeadlockError", "Group", "AsCompleted", "Instrument", "Installation"):
         assert getattr(af, name).__module__ == "asyncfork"
     assert isinstance(af.__all__, tuple)
+
+
+def test_every_module_is_in_the_architecture_table() -> None:
+    """docs/design.md's architecture table names every module of the package."""
+    design = (ROOT / "docs" / "design.md").read_text(encoding="utf-8")
+    table = design[design.index("## Architecture") :]
+    package = ROOT / "asyncfork"
+    missing = [
+        str(path.relative_to(package))
+        for path in sorted(package.rglob("*.py"))
+        if path.name != "__init__.py" or path.parent == package
+        if f"`{path.name}`" not in table and f"`{path.relative_to(package)}`" not in table
+    ]
+    assert missing == []
+
+
+def test_no_document_outside_the_repository_is_cited() -> None:
+    """Code, tests and docs speak of the repository itself."""
+    cited = []
+    for path in [*ROOT.glob("*.md"), *(ROOT / "docs").rglob("*.md")]:
+        cited += [
+            str(path)
+            for line in path.read_text(encoding="utf-8").splitlines()
+            if "DESIGN" in line or "§" in line or "../shared" in line
+        ]
+    for folder in ("asyncfork", "tests", "benchmarks"):
+        for path in (ROOT / folder).rglob("*.py"):
+            text = path.read_text(encoding="utf-8")
+            if path.name != "test_docs.py" and ("DESIGN" in text or "§" in text):
+                cited.append(str(path))
+    assert cited == []
