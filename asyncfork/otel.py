@@ -55,13 +55,14 @@ children of the span current at ``fork()``, or roots of new traces if there is n
 
 Inside a fork's code, the current span is:
 
-- in a coroutine fork, the fork's own span (it is made current in the fork's task
-  context as its code starts): spans its code opens, and OpenTelemetry-instrumented
-  libraries it calls, are children of the fork's span;
-- in a sync fork (``"thread"``), the span current at its ``fork()``: its code runs in a
-  copy of the forking code's context, taken before an instrument could change it.
-  The forks it makes are still children of its span (by the rule above), but a span
-  its code opens is a sibling of its span, not a child;
+- in a coroutine fork or a sync fork (``"thread"``), the fork's own span: it is made
+  current as the fork's code starts, in the fork's own context (a coroutine fork's
+  task context; a sync fork's private copy of the forking code's context, also when a
+  waiting worker runs it inline), so it ends with the fork and never leaks into the
+  forking code, the worker thread, or the next fork that thread runs. Spans its code
+  opens (``tracer.start_as_current_span``), and OpenTelemetry-instrumented libraries
+  it calls, are children of the fork's span, and forks made under such a span are its
+  children;
 - in an executor fork, whatever the executor provides (``concurrent.futures``
   executors do not carry contexts over).
 
@@ -96,7 +97,7 @@ __all__ = ["OpenTelemetryInstrument"]
 #: The tracer's instrumentation scope name.
 SCOPE_NAME = "asyncfork"
 
-_COROUTINE = "coroutine"
+_EXECUTOR = "executor"
 
 
 class _Open:
@@ -162,17 +163,25 @@ class OpenTelemetryInstrument(Instrument):
             self._open[fut] = _Open(span, current)
 
     def fork_started(self, fut: Future[Any], where: str) -> None:
-        """Mark the start of the fork's code; make its span current in a coroutine fork."""
+        """Mark the start of the fork's code; make its span current unless it runs in an
+        executor."""
         with self._lock:
             entry = self._open.get(fut)
         if entry is None:
             return
         entry.span.add_event("asyncfork.started", {"asyncfork.where": where})
-        if fut.kind == _COROUTINE:
-            # A coroutine fork's fork_started runs in its task, in the task's own context
-            # (a copy nobody else runs in), just before its first step: attaching here
-            # makes the span current for the fork's code and nothing else. The context
-            # goes away with the task, so there is nothing to detach.
+        if fut.kind != _EXECUTOR:
+            # A coroutine fork's fork_started runs in its task, in the task's own context;
+            # a sync fork's runs in its worker thread (or in the waiting worker that runs
+            # it inline), inside the fork's private copy of the forking context. Either
+            # way a context nobody else runs in, entered just before the fork's code runs
+            # in it: attaching here makes the span current for that code and nothing
+            # else. The context goes away with the fork (the worker thread goes back to
+            # its own context when the call returns), so there is nothing to detach, and
+            # the token is dropped: detaching it elsewhere would be in the wrong context.
+            # (An executor fork's fork_started runs on the loop, in the loop's context.)
+            # A sync fork that returns a coroutine starts again on its loop, in a task
+            # that runs in that same private context: attaching again there is harmless.
             otel_context.attach(trace.set_span_in_context(entry.span))
 
     def fork_finished(self, fut: Future[Any], exc: BaseException | None) -> None:

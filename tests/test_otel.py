@@ -209,7 +209,7 @@ async def test_spans_nest_like_the_fork_tree(spans: Spans) -> None:
         )
 
     def sync_middle() -> str:
-        # In a worker thread: the current OTel span is the one at this fork's fork().
+        # In a worker thread, with this fork's own span current.
         return af.wait(af.fork.options(name="leaf_of_sync")(leaf), timeout=T)
 
     async def root() -> list[Any]:
@@ -322,27 +322,151 @@ async def test_coroutine_fork_runs_with_its_span_current(spans: Spans) -> None:
     assert_child("after_step", "work", spans)
 
 
-async def test_sync_fork_code_sees_the_span_current_at_its_fork(spans: Spans) -> None:
-    """What the module documents: a sync fork's code runs in a copy of the forking
-    context, so a span it opens is a sibling of the fork's span; its forks, made under
-    that span, are that span's children."""
+def own_span(spans: Spans) -> trace.Span:
+    """The open span of the fork whose code calls this."""
+    fut = af.current()
+    assert fut is not None, "not in a fork's code"
+    span = spans.instrument.span_of(fut)
+    assert span is not None, f"fork {fut.name!r} has no open span"
+    return span
+
+
+async def test_sync_fork_runs_with_its_span_current(spans: Spans) -> None:
+    """As in a coroutine fork: spans opened in a sync fork's code are children of the
+    fork's span, and forks made under such a span are its children."""
+    seen: list[bool] = []
 
     async def child() -> None:
         return None
 
-    def work() -> int:
-        current = trace.get_current_span().get_span_context().span_id
+    def work() -> str:
+        seen.append(trace.get_current_span() is own_span(spans))
         with spans.tracer.start_as_current_span("sync_step"):
             af.wait(af.fork.options(name="child")(child), timeout=T)
-        return current
+        seen.append(trace.get_current_span() is own_span(spans))
+        af.wait(af.fork.options(name="after_step")(child), timeout=T)
+        return threading.current_thread().name
 
-    with spans.tracer.start_as_current_span("outer"):
-        outer_id = trace.get_current_span().get_span_context().span_id
-        assert await done(af.fork.options(name="work")(work)) == outer_id
+    with spans.tracer.start_as_current_span("outer") as outer:
+        where = await done(af.fork.options(name="work")(work))
+        # The fork's context is its own: the span it made current did not leak out here.
+        assert trace.get_current_span() is outer
 
+    assert re.fullmatch(r"asyncfork-worker-\d+", where), "it ran in a worker thread"
+    assert seen == [True, True], "the fork's own span is current in its code"
     assert_child("work", "outer", spans)
-    assert_child("sync_step", "outer", spans)
+    assert_child("sync_step", "work", spans)
     assert_child("child", "sync_step", spans)
+    assert_child("after_step", "work", spans)
+
+
+def test_sync_fork_run_inline_by_its_waiting_worker_has_its_span_current(
+    spans: Spans, loop_kind: str
+) -> None:
+    """A worker that waits on a queued sync fork runs it inline: in the fork's own
+    context, so the inline fork's span is current in its code, and the waiting fork's
+    span is current again once it returns."""
+    seen: dict[str, Any] = {}
+
+    def grandchild() -> int:
+        seen["grandchild"] = trace.get_current_span() is own_span(spans)
+        return threading.get_ident()
+
+    def inline() -> int:
+        seen["inline"] = trace.get_current_span() is own_span(spans)
+        with spans.tracer.start_as_current_span("inline_step"):
+            below = af.wait(af.fork.options(name="grandchild")(grandchild), timeout=T)
+        seen["inline_after"] = trace.get_current_span() is own_span(spans)
+        assert below == threading.get_ident(), "the grandchild ran inline too"
+        return threading.get_ident()
+
+    def waiter() -> int:
+        mine = own_span(spans)
+        ran_on = af.wait(af.fork.options(name="inline")(inline), timeout=T)
+        seen["waiter_after"] = trace.get_current_span() is mine
+        assert ran_on == threading.get_ident(), "the child ran inline, in the waiting worker"
+        return ran_on
+
+    af.configure(workers=1)  # the waiter holds the only slot: its child stays queued
+    try:
+        with spans.tracer.start_as_current_span("outer") as outer:
+            af.wait(af.fork.options(name="waiter")(waiter), timeout=T)
+            assert trace.get_current_span() is outer
+    finally:
+        af.configure(workers=None)
+
+    assert seen == {
+        "grandchild": True,
+        "inline": True,
+        "inline_after": True,
+        "waiter_after": True,
+    }
+    assert_child("waiter", "outer", spans)
+    assert_child("inline", "waiter", spans)
+    assert_child("inline_step", "inline", spans)
+    assert_child("grandchild", "inline_step", spans)
+
+
+def test_a_reused_worker_thread_does_not_keep_a_fork_span_current(
+    spans: Spans, loop_kind: str
+) -> None:
+    """Two sync forks in turn on the one worker thread: each sees its own span, never
+    the span of the fork that ran there before it."""
+    ran: list[tuple[str, int, trace.SpanContext, trace.SpanContext]] = []
+    first_done = threading.Event()
+
+    def record(name: str) -> None:
+        current = trace.get_current_span().get_span_context()
+        ran.append((name, threading.get_ident(), current, own_span(spans).get_span_context()))
+
+    def first() -> None:
+        record("first")
+        first_done.set()
+
+    def second() -> None:
+        assert first_done.is_set(), "one worker: the second runs after the first"
+        record("second")
+
+    af.configure(workers=1)  # both queued at once: the worker runs one, then the other
+    try:
+        futs = [af.fork.options(name="first")(first), af.fork.options(name="second")(second)]
+        af.wait(futs, timeout=T)
+    finally:
+        af.configure(workers=None)
+
+    assert [name for name, *_ in ran] == ["first", "second"]
+    assert ran[0][1] == ran[1][1], "the same worker thread ran both"
+    first_ctx = spans.named("first").context
+    second_ctx = spans.named("second").context
+    assert first_ctx is not None
+    assert second_ctx is not None
+    assert ran[0][2] == ran[0][3] == first_ctx
+    assert ran[1][2] == ran[1][3] == second_ctx, "not the first fork's span"
+    assert parent_of(spans.named("second"), spans) is None, "a root fork: no span above it"
+
+
+async def test_coroutine_returned_by_a_sync_fork_runs_with_its_span_current(
+    spans: Spans,
+) -> None:
+    seen: list[bool] = []
+
+    async def later() -> str:
+        seen.append(trace.get_current_span() is own_span(spans))
+        with spans.tracer.start_as_current_span("later_step"):
+            await af.fork.options(name="child")(later_child)
+        return "later"
+
+    async def later_child() -> None:
+        return None
+
+    def work() -> Any:
+        seen.append(trace.get_current_span() is own_span(spans))
+        return later()
+
+    assert await done(af.fork.options(name="work")(work)) == "later"
+    assert seen == [True, True]
+    assert_child("later_step", "work", spans)
+    assert_child("child", "later_step", spans)
 
 
 async def test_group_forks_are_children_of_the_group_owner(spans: Spans) -> None:
