@@ -28,7 +28,8 @@ class Instrument:
     :func:`asyncfork.instrument`; subclassing this class is optional. Only the
     hooks an instrument defines (beyond this class's no-ops) are ever called.
     Hooks run inside asyncfork, in the thread named below: keep them short, and
-    never block or wait on a fork in one. A hook that raises an ``Exception``
+    never block, fork, or wait on a fork in one (a fork from ``fork_made`` would
+    call ``fork_made`` again, without end). A hook that raises an ``Exception``
     removes its instrument (logged through the ``asyncfork`` logger).
     """
 
