@@ -141,7 +141,9 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's sync API keeps its own event loop running in
+# this thread while the browser is open, which later asyncio tests would collide with.
+@pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """Debian's chromium, headless, with a fresh profile; fails loudly if it is missing."""
     try:
