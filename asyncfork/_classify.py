@@ -33,7 +33,7 @@ def classify(func: Any) -> int:
         hint = (
             "; to wait for an awaitable x, write `await x` instead (in sync code, af.wait(x) "
             "for an asyncfork Future)"
-            if inspect.isawaitable(func)
+            if _is_awaitable(func)
             else ""
         )
         raise TypeError(
@@ -57,6 +57,14 @@ def classify(func: Any) -> int:
     return SYNC
 
 
+def _is_awaitable(obj: object) -> bool:
+    """``inspect.isawaitable``, False where asking raises (for a hint, never an error)."""
+    try:
+        return inspect.isawaitable(obj)
+    except Exception:
+        return False
+
+
 def _call_method(obj: object) -> object:
     """The ``__call__`` of a callable instance's class (how ``obj(...)`` really runs)."""
     return getattr(type(obj), "__call__", None)  # noqa: B004 - fetching it, not testing it
@@ -73,24 +81,32 @@ def reject_coroutine_object(coro: Any, call: str = "fork") -> None:
     (``fetch`` for ``fetch(...)`` and for ``client.fetch(...)``): the expression that
     made the coroutine is not known, so no call is rebuilt from the coroutine's locals.
     """
-    name = getattr(coro, "__name__", None)
-    if not isinstance(name, str) or not name.isidentifier():
+    try:
+        coro.close()  # first, so Python does not warn that it was never awaited
+    except Exception as exc:  # its cleanup raised: the TypeError still comes, with that as cause
+        raise TypeError(_coroutine_object_message(coro, call)) from exc
+    raise TypeError(_coroutine_object_message(coro, call))
+
+
+def _coroutine_object_message(coro: Any, call: str) -> str:
+    try:
+        name = str.__str__(coro.__name__)
+        code = coro.cr_code
+    except Exception:  # not a plain coroutine after all: no name to show
+        name, code = "func", None
+    if not name.isidentifier():
         name = "func"
-    code = getattr(coro, "cr_code", None)
     takes_nothing = (
         code is not None
         and code.co_argcount == 0
         and code.co_kwonlyargcount == 0
         and not code.co_flags & _TAKES_ARGUMENTS
     )
-    close = getattr(coro, "close", None)
-    if close is not None:
-        close()  # so Python does not warn that it was never awaited
     if takes_nothing:
         fixed, wrong = f"af.{call}({name})", f"af.{call}({name}())"
     else:
         fixed, wrong = f"af.{call}({name}, ...)", f"af.{call}({name}(...))"
-    raise TypeError(
+    return (
         f"{call}() takes a coroutine function and its arguments, not a coroutine object: "
         f"write {fixed} instead of {wrong}"
     )

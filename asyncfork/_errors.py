@@ -50,12 +50,43 @@ def check_count(value: object, what: str, none_means: str = "no limit") -> int |
     return value
 
 
+# type's own descriptors: a metaclass cannot override what they return.
+_type_qualname = type.__dict__["__qualname__"].__get__
+_type_module = type.__dict__["__module__"].__get__
+_type_short_name = type.__dict__["__name__"].__get__
+
+
+def check_bool(value: object, what: str) -> bool:
+    """Validate a boolean option: ``True`` or ``False`` only (``"no"`` would count as true)."""
+    if value is True or value is False:
+        return value
+    raise TypeError(f"{what} must be True or False, not {describe(value)}")
+
+
+def check_name(value: object, what: str, none_means: str) -> str | None:
+    """Validate a name option: a ``str`` (kept as a plain ``str``), or None.
+
+    ``none_means`` says what None stands for, as the messages show it.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a str, or None for {none_means}, not {describe(value)}")
+    # A plain str: a subclass's own __repr__ or __format__ would run in every message.
+    return str.__str__(value)
+
+
 def callable_name(func: object) -> str:
-    """A short, readable name for ``func`` for messages and default fork names."""
-    name = getattr(func, "__qualname__", None) or getattr(func, "__name__", None)
-    if isinstance(name, str):
-        return name
-    return type(func).__name__
+    """A short, readable name for ``func`` for messages and default fork names (never failing)."""
+    for attribute in ("__qualname__", "__name__"):
+        try:
+            name = getattr(func, attribute, None)
+        except Exception:  # a broken attribute must not hide the real error
+            continue
+        if isinstance(name, str) and name:
+            return str.__str__(name)
+    cls = type(func)
+    return str.__str__(_type_short_name(func if issubclass(cls, type) else cls))
 
 
 _short = reprlib.Repr()
@@ -67,24 +98,29 @@ _short.maxlist = _short.maxtuple = _short.maxset = _short.maxdict = 4
 def short_repr(obj: object) -> str:
     """``repr(obj)``, cut short for a message (and never failing)."""
     try:
-        return _short.repr(obj)
+        # A plain str: a str subclass's own methods could fail in the message too.
+        return str.__str__(_short.repr(obj))
     except Exception:  # a broken __repr__ must not hide the real error
         return f"<{type_name(type(obj))} object>"
 
 
 def type_name(cls: type) -> str:
     """A type's name as a user would write it: ``int``, ``concurrent.futures.Future``."""
-    module = getattr(cls, "__module__", None)
+    qualname: str = str.__str__(_type_qualname(cls))
+    try:
+        module = _type_module(cls)
+    except AttributeError:  # pragma: no cover - a class without __module__ in its dict
+        module = None
     if not isinstance(module, str) or module in ("builtins", "__main__"):
-        return cls.__qualname__
+        return qualname
     public: list[str] = []
-    for part in module.split("."):
+    for part in str.__str__(module).split("."):
         if part.startswith("_"):  # a private module: its package is where users import it from
             if not public:
                 public.append(part.lstrip("_"))
             break
         public.append(part)
-    return ".".join([*public, cls.__qualname__])
+    return ".".join([*public, qualname])
 
 
 def describe(obj: object) -> str:

@@ -12,14 +12,14 @@ from collections.abc import Callable, Coroutine
 from concurrent.futures import Executor
 from contextvars import copy_context
 from functools import partial
-from traceback import extract_stack
-from types import FunctionType
+from traceback import StackSummary, walk_stack
+from types import FrameType, FunctionType
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, cast, overload
 
 from . import _instruments, _threads
 from ._classify import COROUTINE, classify
 from ._coroutine_fork import cancel_coroutine, drive, start_coroutine
-from ._errors import callable_name, check_timeout
+from ._errors import callable_name, check_bool, check_name, check_timeout, describe, short_repr
 from ._executor_fork import cancel_executor, start_executor
 from ._future import EXECUTOR, PENDING, THREAD, Future
 from ._instruments import HOOKS
@@ -61,23 +61,27 @@ class Forker:
         on_cancel: Literal["wait", "abandon"] = "wait",
         group: Group | None = None,
     ) -> None:
-        if not isinstance(cast(object, name), (str, type(None))):
-            raise TypeError(f"fork.options(name=...) must be a str, not {name!r}")
+        self._name = check_name(name, "fork.options(name=...)", "the callable's name")
         if not isinstance(cast(object, executor), (Executor, type(None))):
             raise TypeError(
                 "fork.options(executor=...) must be a concurrent.futures.Executor "
                 f"(a ThreadPoolExecutor, ProcessPoolExecutor, a cluster client's executor), "
-                f"not {type(executor).__name__}"
+                f"not {describe(executor)}"
+            )
+        if not isinstance(cast(object, on_cancel), str):
+            raise TypeError(
+                "fork.options(on_cancel=...) must be 'wait' or 'abandon', "
+                f"not {describe(on_cancel)}"
             )
         if on_cancel not in _ON_CANCEL:
             raise ValueError(
-                f"fork.options(on_cancel=...) must be 'wait' or 'abandon', not {on_cancel!r}"
+                "fork.options(on_cancel=...) must be 'wait' or 'abandon', "
+                f"not {short_repr(on_cancel)}"
             )
-        self._name = name
         self._executor = executor
         self._timeout = check_timeout(timeout, "fork.options(timeout=...)")
-        self._detached = bool(detached)
-        self._daemon = bool(daemon)
+        self._detached = check_bool(detached, "fork.options(detached=...)")
+        self._daemon = check_bool(daemon, "fork.options(daemon=...)")
         self._on_cancel = on_cancel
         self._group = group
 
@@ -143,14 +147,26 @@ class Forker:
             # A child of the running fork: the common case, without a method call.
             parent = scope  # pyright: ignore[reportUnknownVariableType]
             loop = parent._loop
-        elif scope is not None:
+        elif scope is None:  # a root fork
+            if running is not None:
+                loop = running
+            elif node is not None:  # detached, from a sync fork's thread: its host loop
+                loop = node._host_loop()
+            else:
+                loop = background_loop()
+            scope = ROOTS.get(loop) or roots_of(loop)
+        elif group is not None or running is None or scope._host_loop() is running:
             loop, parent = scope._fork_target(func)
-        elif running is not None:
+        else:  # an implicit scope of another loop: the running loop wins (see below)
             loop = running
-        elif node is not None:  # detached, from a sync fork's thread: its host loop
-            loop = node._host_loop()
-        else:
-            loop = background_loop()
+            scope = ROOTS.get(loop) or roots_of(loop)
+        on_loop = running is loop
+        if not on_loop and running is not None and group is None:
+            # A loop runs in this thread, but the scope came with the context from a fork
+            # of another loop (asyncio.run inside a sync fork): the running loop wins, and
+            # the fork is a root fork there, as it would be from a plain thread.
+            loop, parent, on_loop = running, None, True
+            scope = ROOTS.get(loop) or roots_of(loop)
 
         # The name now, not lazily: the fork's Task carries it (asyncio's debug output
         # and all_tasks() then name the user's function).
@@ -163,8 +179,6 @@ class Forker:
             parent,  # pyright: ignore[reportUnknownArgumentType]
             scope,  # pyright: ignore[reportUnknownArgumentType]
         )
-        if scope is None:
-            fut._scope = ROOTS.get(loop) or roots_of(loop)
         # Only non-defaults are stored: most forks then never allocate an instance dict.
         if self._daemon:
             fut._daemon = True
@@ -176,13 +190,12 @@ class Forker:
             deadline = time.monotonic() + self._timeout
 
         if loop.get_debug():  # asyncio's debug mode: keep where the fork was made
-            fut._source_traceback = extract_stack(sys._getframe(1))
+            fut._source_traceback = _creation_site(sys._getframe(1))
         if kind != COROUTINE:
             fut._kind = THREAD if self._executor is None else EXECUTOR
-        if HOOKS:  # the one test instruments cost when none is installed
-            _instruments.call("fork_made", fut)
         try:
-            on_loop = running is loop
+            if HOOKS:  # the one test instruments cost when none is installed
+                _instruments.call("fork_made", fut)
             held = fut._scope
             if kind == COROUTINE:
                 fut._canceller = cancel_coroutine
@@ -234,6 +247,14 @@ class Forker:
             if HOOKS:
                 _instruments.call("fork_finished", fut, exc)
             raise
+
+
+def _creation_site(frame: FrameType) -> StackSummary:
+    """The innermost frames of ``fork()``'s caller, as asyncio keeps a task's: 10 at most,
+    their source lines looked up only if a report prints them."""
+    stack = StackSummary.extract(walk_stack(frame), limit=10, lookup_lines=False)
+    stack.reverse()
+    return stack
 
 
 fork = Forker()

@@ -16,7 +16,7 @@ from types import TracebackType
 from typing import Any
 
 from ._blocking import blocking_acquire
-from ._errors import DeadlockError, callable_name, check_count, check_timeout
+from ._errors import DeadlockError, callable_name, check_count, check_name, check_timeout
 from ._fork import Forker
 from ._future import PENDING, Future
 from ._mailbox import post
@@ -45,7 +45,7 @@ class Group(Node):
     ) -> None:
         self._limit = check_count(limit, "group(limit=...)")
         self._timeout = check_timeout(timeout, "group(timeout=...)")
-        self._name = name
+        self._name = check_name(name, "group(name=...)", "no name")
         self._state = _NEW
         self._aborting = False
         self._exiting = False

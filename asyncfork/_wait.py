@@ -23,7 +23,7 @@ from ._blocking import (
     prepare,
     wait_hooks,
 )
-from ._errors import DeadlockError, check_timeout, describe
+from ._errors import DeadlockError, check_bool, check_timeout, describe
 from ._future import Future
 from ._instruments import HOOKS
 from ._mailbox import post
@@ -101,9 +101,16 @@ def _not_a_future(obj: object, what: str, index: int | None, container: object =
 
 
 def _hint(obj: object, container: object) -> str:
-    """What to write instead, for the common mix-ups."""
+    """What to write instead, for the common mix-ups ("" where asking the object fails)."""
+    try:
+        return _mix_up(obj, container)
+    except Exception:
+        return ""
+
+
+def _mix_up(obj: object, container: object) -> str:
     if inspect.iscoroutine(obj):
-        name = getattr(obj, "__name__", "func")
+        name = _plain_name(obj)
         return (
             f": a coroutine object runs only when awaited; fork its function to get a Future, "
             f"af.fork({name}, ...) instead of {name}(...), or await it"
@@ -120,25 +127,33 @@ def _hint(obj: object, container: object) -> str:
     if isinstance(container, Mapping):
         return ": iterating a mapping gives its keys; pass its .values()"
     if inspect.isfunction(obj) or inspect.ismethod(obj) or inspect.isbuiltin(obj):
-        return f": fork it first, af.fork({getattr(obj, '__name__', 'func')}, ...)"
+        return f": fork it first, af.fork({_plain_name(obj)}, ...)"
     if container is not None and isinstance(obj, Iterable) and not isinstance(obj, (str, bytes)):
         return ": pass one flat iterable of Futures"
     return ""
+
+
+def _plain_name(obj: object) -> str:
+    """The name a user writes for a function (``func`` if it has none that reads as one)."""
+    name = getattr(obj, "__name__", None)
+    return str.__str__(name) if isinstance(name, str) and name.isidentifier() else "func"
 
 
 def _as_futures(obj: object, what: str) -> tuple[list[Future[Any]], bool]:
     if isinstance(obj, Future):
         return [cast("Future[Any]", obj)], True  # type: ignore[redundant-cast]  # for pyright
     if inspect.isawaitable(obj) or isinstance(obj, (str, bytes)) or not isinstance(obj, Iterable):
-        error = _not_a_future(obj, what, None)
-        _close_coroutines([obj])
-        raise error
+        try:
+            raise _not_a_future(obj, what, None)
+        finally:
+            _close_coroutines([obj])
     items: list[object] = list(cast("Iterable[object]", obj))
     for index, item in enumerate(items):
         if not isinstance(item, Future):
-            error = _not_a_future(item, what, index, cast(object, obj))
-            _close_coroutines(items)
-            raise error
+            try:
+                raise _not_a_future(item, what, index, cast(object, obj))
+            finally:
+                _close_coroutines(items)
     return cast("list[Future[Any]]", items), False
 
 
@@ -146,7 +161,10 @@ def _close_coroutines(items: list[object]) -> None:
     """Close the coroutine objects among rejected arguments, so none warns it was never awaited."""
     for item in items:
         if inspect.iscoroutine(item):
-            item.close()
+            try:
+                item.close()
+            except Exception:  # its cleanup failed: the TypeError is what the caller needs
+                pass
 
 
 @overload
@@ -180,6 +198,7 @@ def wait(
     """
     futs, single = _as_futures(fut_or_iterable, "wait()")
     timeout = check_timeout(timeout, "wait(timeout=...)")
+    return_exceptions = check_bool(return_exceptions, "wait(return_exceptions=...)")
     if _get_running_loop() is not None:
         return _wait_async(futs, single, timeout, return_exceptions)
     first_failure = block_until_done(futs, timeout, "af.wait()", fail_fast=not return_exceptions)

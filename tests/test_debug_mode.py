@@ -79,3 +79,24 @@ def test_a_never_retrieved_failure_names_the_fork_site_in_debug_mode(caplog):
     message = record.getMessage()
     assert "fork created at" in message
     assert "test_debug_mode.py" in message
+
+
+async def test_debug_mode_keeps_a_short_creation_site_as_asyncio_does():
+    """Like asyncio's tasks, a fork keeps at most 10 frames of where it was made."""
+
+    async def deep(n: int) -> af.Future[str]:
+        if n:
+            return await deep(n - 1)
+        return af.fork(fetch_page)
+
+    loop = asyncio.get_running_loop()
+    loop.set_debug(True)
+    try:
+        fut = await deep(50)
+    finally:
+        loop.set_debug(False)
+    site = fut._source_traceback
+    assert site is not None
+    assert 1 <= len(site) <= 10
+    assert site[-1].name == "deep"  # the innermost frame: the fork() call
+    assert await fut == "page"

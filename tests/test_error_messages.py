@@ -185,6 +185,177 @@ async def test_wait_of_asyncio_future_or_task_says_to_await_it() -> None:
         assert await task == 3
 
 
+# -- objects that break while they are described ------------------------------------------------
+
+
+class BrokenRepr:
+    """An argument whose __repr__ and __str__ raise."""
+
+    def __repr__(self) -> str:
+        raise ValueError("broken __repr__")
+
+    __str__ = __repr__
+
+
+class _BrokenNames(type):
+    def __getattribute__(cls, name: str) -> Any:
+        if name in ("__qualname__", "__name__", "__module__"):
+            raise ValueError(f"broken {name}")
+        return super().__getattribute__(name)
+
+
+class BrokenClass(metaclass=_BrokenNames):
+    """Its class's __qualname__, __name__ and __module__ raise, and so does its __repr__."""
+
+    def __repr__(self) -> str:
+        raise ValueError("broken __repr__")
+
+
+class BrokenQualname:
+    """A callable whose __qualname__ raises (asking for it is not an AttributeError)."""
+
+    def __getattribute__(self, name: str) -> Any:
+        if name == "__qualname__":
+            raise ValueError("broken __qualname__")
+        return object.__getattribute__(self, name)
+
+    def __call__(self) -> int:
+        return 3
+
+
+class AsyncBrokenQualname(BrokenQualname):
+    async def __call__(self) -> int:  # type: ignore[override]
+        return 3
+
+
+async def _cleanup_fails() -> None:
+    try:
+        await asyncio.sleep(0)
+    finally:
+        raise ValueError("cleanup failed")
+
+
+def _started_coroutine_whose_cleanup_fails() -> Any:
+    coro = _cleanup_fails()
+    coro.send(None)  # suspended in its try block: closing it runs the finally clause
+    return coro
+
+
+def test_fork_of_a_coroutine_whose_argument_has_a_broken_repr() -> None:
+    """fork(f(x)) with a broken repr(x): the usual TypeError, and the coroutine is closed."""
+    message = _closed_without_warning(lambda: takes_x(BrokenRepr()))  # type: ignore[arg-type]
+    assert message == _PREFIX + "write af.fork(takes_x, ...) instead of af.fork(takes_x(...))"
+
+
+# How the messages show them: the type's name, and reprlib's stand-in or the type's again.
+_BR = r"a test_error_messages\.BrokenRepr \(<BrokenRepr instance at 0x[0-9a-f]+>\)"
+_BC = r"a test_error_messages\.BrokenClass \(<test_error_messages\.BrokenClass object>\)"
+
+
+@pytest.mark.parametrize(
+    ("call", "expected"),
+    [
+        pytest.param(
+            lambda: af.fork(BrokenRepr()),
+            rf"^fork\(\) takes a callable and its arguments, not {_BR}: write af\.fork\(func",
+            id="fork-not-callable",
+        ),
+        pytest.param(
+            lambda: af.fork(BrokenClass()),
+            rf"^fork\(\) takes a callable and its arguments, not {_BC}: write af\.fork\(func",
+            id="fork-broken-class",
+        ),
+        pytest.param(
+            lambda: af.fork.options(name=BrokenRepr()),
+            rf"^fork\.options\(name=\.\.\.\) must be a str, .* not {_BR}$",
+            id="options-name",
+        ),
+        pytest.param(
+            lambda: af.fork.options(on_cancel=BrokenRepr()),
+            rf"^fork\.options\(on_cancel=\.\.\.\) must be 'wait' or 'abandon', not {_BR}$",
+            id="options-on_cancel",
+        ),
+        pytest.param(
+            lambda: af.fork.options(executor=BrokenClass()),
+            rf"^fork\.options\(executor=\.\.\.\) must be a concurrent\.futures\.Executor .* {_BC}$",
+            id="options-executor",
+        ),
+        pytest.param(
+            lambda: af.fork.options(timeout=BrokenClass()),
+            rf"^fork\.options\(timeout=\.\.\.\) must be a number .* not {_BC}$",
+            id="options-timeout",
+        ),
+        pytest.param(
+            lambda: af.fork.options(daemon=BrokenClass()),
+            rf"^fork\.options\(daemon=\.\.\.\) must be True or False, not {_BC}$",
+            id="options-daemon",
+        ),
+        pytest.param(
+            lambda: af.group(name=BrokenRepr()),
+            rf"^group\(name=\.\.\.\) must be a str, or None for no name, not {_BR}$",
+            id="group-name",
+        ),
+        pytest.param(
+            lambda: af.group(limit=BrokenClass()),
+            rf"^group\(limit=\.\.\.\) must be an int, or None for no limit, not {_BC}$",
+            id="group-limit",
+        ),
+        pytest.param(
+            lambda: af.wait(BrokenClass()),
+            rf"^wait\(\) takes an asyncfork Future or an iterable of them, not {_BC}$",
+            id="wait",
+        ),
+        pytest.param(
+            lambda: af.wait([BrokenClass()]),
+            rf"^wait\(\) takes asyncfork Futures, but item 0 is {_BC}$",
+            id="wait-item",
+        ),
+        pytest.param(
+            lambda: af.as_completed([BrokenRepr()]),
+            rf"^as_completed\(\) takes asyncfork Futures, but item 0 is {_BR}$",
+            id="as_completed-item",
+        ),
+    ],
+)
+def test_messages_survive_a_broken_repr_or_class_name(call: Any, expected: str) -> None:
+    """Every message builder falls back to the type's name: the TypeError is what comes out."""
+    with pytest.raises(TypeError, match=expected):
+        call()
+
+
+def test_fork_of_a_callable_whose_qualname_raises_is_named_after_its_type(loop_kind: str) -> None:
+    """The default name falls back to the type's name; so does the executor error's."""
+    fut = af.fork(BrokenQualname())
+    assert fut.name == "BrokenQualname"
+    assert af.wait(fut, timeout=T) == 3
+    with (
+        concurrent.futures.ThreadPoolExecutor(max_workers=1) as ex,
+        pytest.raises(TypeError, match=r"but AsyncBrokenQualname is a coroutine function"),
+    ):
+        af.fork.options(executor=ex)(AsyncBrokenQualname())
+
+
+def test_fork_of_a_coroutine_whose_cleanup_raises_is_still_the_typeerror() -> None:
+    """Closing fork(coro)'s coroutine raised: the TypeError comes, with that error as cause."""
+    coro = _started_coroutine_whose_cleanup_fails()
+    with pytest.raises(TypeError, match=r"write af\.fork\(_cleanup_fails\) instead") as info:
+        af.fork(coro)
+    assert inspect.getcoroutinestate(coro) == inspect.CORO_CLOSED
+    assert isinstance(info.value.__cause__, ValueError)
+    coro = _started_coroutine_whose_cleanup_fails()
+    with pytest.raises(TypeError, match=r"^run\(\) takes"):
+        af.run(coro)  # type: ignore[arg-type]
+    assert inspect.getcoroutinestate(coro) == inspect.CORO_CLOSED
+
+
+def test_wait_of_coroutines_whose_cleanup_raises_is_still_the_typeerror() -> None:
+    """wait([c1, c2]) closes both even when closing one of them raises."""
+    coros = [_started_coroutine_whose_cleanup_fails(), takes_x(1)]
+    with pytest.raises(TypeError, match=r"item 0 is a coroutine"):
+        af.wait(coros)  # type: ignore[arg-type]
+    assert [inspect.getcoroutinestate(c) for c in coros] == [inspect.CORO_CLOSED] * 2
+
+
 # -- option values ------------------------------------------------------------------------------
 
 

@@ -233,6 +233,52 @@ def test_fork_options_of_the_wrong_type_are_type_errors():
         af.fork.options(executor=object())  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("option", ["detached", "daemon"])
+@pytest.mark.parametrize("value", ["no", "false", "", 0, 1, None])
+def test_boolean_fork_options_must_be_bools(option: str, value: object) -> None:
+    """detached="no" must not switch the option on: anything but True/False is a TypeError."""
+    expected = rf"^fork\.options\({option}=\.\.\.\) must be True or False, not "
+    with pytest.raises(TypeError, match=expected):
+        af.fork.options(**{option: value})
+    with pytest.raises(TypeError, match=expected):
+        af.group().fork.options(**{option: value})
+    assert af.fork.options(**{option: True})._detached is (option == "detached")
+    assert af.fork.options(**{option: False})._daemon is False
+
+
+def test_fork_options_messages_say_what_was_given() -> None:
+    """The TypeError names the option, says what to write and what it got."""
+    with pytest.raises(TypeError) as info:
+        af.fork.options(daemon="false")  # type: ignore[arg-type]
+    assert str(info.value) == (
+        "fork.options(daemon=...) must be True or False, not a str ('false')"
+    )
+    with pytest.raises(TypeError) as info:
+        af.fork.options(name=42)  # type: ignore[arg-type]
+    assert str(info.value) == (
+        "fork.options(name=...) must be a str, or None for the callable's name, not an int (42)"
+    )
+    with pytest.raises(TypeError) as info:
+        af.fork.options(on_cancel=True)  # type: ignore[arg-type]
+    assert str(info.value) == (
+        "fork.options(on_cancel=...) must be 'wait' or 'abandon', not a bool (True)"
+    )
+
+
+async def test_a_str_subclass_name_is_kept_as_a_plain_str():
+    """The name is a plain str: a subclass's own methods never run in reprs and messages."""
+
+    class Loud(str):
+        def __repr__(self) -> str:
+            raise ValueError("repr of the name")
+
+    fut = af.fork.options(name=Loud("loud"))(three)
+    assert type(fut.name) is str
+    assert fut.name == "loud"
+    assert repr(fut).startswith("<asyncfork.Future 'loud' ")
+    assert await within(fut) == 3
+
+
 def test_timeout_and_limit_of_the_wrong_type_are_type_errors(loop_kind):
     """A non-number timeout or a non-int limit is rejected, naming the option."""
     fut = af.fork(three)

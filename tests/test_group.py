@@ -86,6 +86,29 @@ async def test_group_repr_shows_name_and_state():
     assert "jobs" in repr(g)
 
 
+@pytest.mark.parametrize("value", [123, b"jobs", ["jobs"]])
+def test_group_name_must_be_a_str(value: object) -> None:
+    """group(name=123) is a TypeError naming the option, not a name shown by repr."""
+    with pytest.raises(TypeError) as info:
+        af.group(name=value)  # type: ignore[arg-type]
+    assert str(info.value).startswith("group(name=...) must be a str, or None for no name, not ")
+    assert "<asyncfork.group new" in repr(af.group(name=None))
+
+
+async def test_group_name_of_a_str_subclass_is_kept_as_a_plain_str():
+    """A str subclass whose repr raises: the group's repr and errors still work."""
+
+    class Loud(str):
+        def __repr__(self) -> str:
+            raise ValueError("repr of the name")
+
+    g = af.group(name=Loud("jobs"), timeout=0)
+    assert repr(g) == "<asyncfork.group 'jobs' new, 0 running>"
+    with pytest.raises(TimeoutError, match=r"^group 'jobs' timed out after 0\.0s$"):
+        async with g:
+            await within(forever())
+
+
 async def test_group_cannot_be_entered_twice():
     """A group is used once: entering it again is a RuntimeError."""
     g = af.group()

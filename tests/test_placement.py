@@ -130,6 +130,96 @@ async def test_fork_from_loop_callback_runs_on_that_loop() -> None:
     assert await sync_fut is loop
 
 
+# -- a loop running in the thread wins over a host loop the context brought ----------------------
+
+
+def _host_of_sync_fork() -> asyncio.AbstractEventLoop:
+    """In a sync fork: the loop its own coroutine forks run on (its host loop)."""
+    loop, _ = af.wait(af.fork(_loop_and_thread), timeout=T)
+    return loop
+
+
+async def _awaits_inner_event(event: asyncio.Event) -> tuple[asyncio.AbstractEventLoop, object]:
+    """Awaits a loop-bound object of the inner loop, then forks a child of its own."""
+    await event.wait()  # bound to the loop that made it: fails on any other loop
+    child = af.fork(_loop_and_thread)
+    loop, _ = await child
+    assert loop is asyncio.get_running_loop()
+    return loop, child.parent
+
+
+async def _forks_on_the_inner_loop(outer: object) -> None:
+    """Run by asyncio.run in a thread whose context belongs to the fork ``outer``."""
+    inner = asyncio.get_running_loop()
+    assert af.current() is outer  # the code still runs inside the outer fork's call
+    event = asyncio.Event()
+    fut = af.fork(_awaits_inner_event, event)
+    sync_fut = af.fork(_host_of_sync_fork)
+    # Root forks of the running loop, as from a plain thread: not children of `outer`.
+    assert fut.get_loop() is inner
+    assert fut.parent is None
+    assert sync_fut.get_loop() is inner
+    assert sync_fut.parent is None
+    event.set()
+    loop, child_parent = await asyncio.wait_for(fut, T)
+    assert loop is inner
+    assert child_parent is fut  # the fork's own children are its children, as always
+    assert await asyncio.wait_for(sync_fut, T) is inner
+
+
+@pytest.mark.parametrize("inner_kind", ["asyncio", "uvloop"])
+def test_asyncio_run_inside_a_sync_fork_forks_onto_its_own_loop(
+    loop_kind: str, inner_kind: str
+) -> None:
+    """A coroutine under asyncio.run in a sync fork's thread forks onto the running loop."""
+
+    def sync_fork() -> str:
+        with asyncio.Runner(loop_factory=lambda: _new_user_loop(inner_kind)) as runner:
+            runner.run(_forks_on_the_inner_loop(af.current()))
+        return "done"
+
+    assert af.wait(af.fork(sync_fork), timeout=T) == "done"
+
+
+def test_asyncio_run_inside_a_sync_group_forks_onto_its_own_loop(loop_kind: str) -> None:
+    """The same under a sync group (an implicit scope); `g.fork` still forks into the group."""
+
+    def sync_fork() -> None:
+        outer = af.current()
+        with af.group() as g:
+
+            async def main() -> af.Future[tuple[asyncio.AbstractEventLoop, str]]:
+                await _forks_on_the_inner_loop(outer)
+                return g.fork(_loop_and_thread)  # explicit: the group's loop and scope
+
+            into_group = asyncio.run(main())
+        assert into_group.done()  # the group joined it
+        assert into_group.get_loop() is outer.get_loop()  # type: ignore[union-attr]
+        assert into_group.parent is outer
+
+    af.wait(af.fork(sync_fork), timeout=T)
+
+
+async def test_asyncio_run_in_a_thread_with_a_forks_context_forks_onto_its_own_loop() -> None:
+    """asyncio.to_thread carries the fork's context; the thread's own loop still wins."""
+
+    async def outer() -> None:
+        await asyncio.to_thread(asyncio.run, _forks_on_the_inner_loop(af.current()))
+
+    await within(af.fork(outer))
+
+
+async def test_asyncio_run_in_a_thread_with_a_finished_forks_context_forks_onto_its_loop():
+    """A thread carrying the context of a fork that has finished forks onto its running loop."""
+
+    async def keep_context() -> contextvars.Context:
+        return contextvars.copy_context()
+
+    fut = af.fork(keep_context)
+    context = await within(fut)
+    await asyncio.to_thread(context.run, asyncio.run, _forks_on_the_inner_loop(fut))
+
+
 def test_coroutine_fork_from_plain_thread_runs_on_background_loop(loop_kind: str) -> None:
     """From a thread with no running loop a coroutine fork runs on B, thread 'asyncfork-loop'."""
     loop1, name1 = af.wait(af.fork(_loop_and_thread), timeout=T)

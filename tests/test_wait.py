@@ -254,6 +254,29 @@ def test_blocking_wait_return_exceptions_puts_the_failure_in_the_list(loop_kind)
     assert af.wait([af.fork(ok), af.fork(bad)], timeout=T, return_exceptions=True) == [1, error]
 
 
+@pytest.mark.parametrize("value", ["no", "", 0, 1, None])
+def test_wait_return_exceptions_must_be_a_bool(loop_kind: str, value: object) -> None:
+    """return_exceptions="no" must not switch collecting on: a TypeError naming the option."""
+
+    def fails() -> None:
+        raise ValueError("raised, not listed")
+
+    fut = af.fork(fails)
+    with pytest.raises(TypeError) as info:
+        af.wait(fut, timeout=T, return_exceptions=value)  # type: ignore[call-overload]
+    assert str(info.value).startswith("wait(return_exceptions=...) must be True or False, not ")
+    with pytest.raises(ValueError, match="raised, not listed"):
+        af.wait(fut, timeout=T, return_exceptions=False)
+
+
+async def test_awaited_wait_return_exceptions_must_be_a_bool() -> None:
+    """In async code the TypeError comes from the call, before anything is awaited."""
+    fut = af.fork(double, 2)
+    with pytest.raises(TypeError, match=r"^wait\(return_exceptions=\.\.\.\) must be True or"):
+        af.wait([fut], return_exceptions="no")  # type: ignore[arg-type]
+    assert await within(af.wait([fut], return_exceptions=True)) == [4]
+
+
 # -- wait: bad input -----------------------------------------------------------------------
 
 
