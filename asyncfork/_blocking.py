@@ -2,7 +2,8 @@
 
 A worker thread that blocks lends its pool slot out, and first runs inline the
 queued sync forks it is about to wait on ("helping"), so recursive sync fork/wait
-cannot starve the pool.
+cannot starve the pool. It helps only where that cannot make the wait end late or
+out of order: see ``help_before_blocking``.
 """
 
 # The package's modules share each other's private names by design.
@@ -83,15 +84,24 @@ def prepare(futs: Sequence[Future[Any]], what: str) -> list[Future[Any]]:
     return [fut for fut in futs if not fut.done()]
 
 
-def help_run(pending: list[Future[Any]]) -> None:
-    """On a worker thread: run queued sync forks we are about to wait on, right here."""
-    pool = _threads.on_worker_thread()
-    if pool is None:
+def help_before_blocking(pending: list[Future[Any]], fail_fast: bool) -> None:
+    """On a worker thread, about to block without a timeout: run queued ``pending`` forks here.
+
+    A call run inline ends before the wait can look at anything else, so a worker
+    helps only a wait that could not end before that call does: one that needs every
+    pending Future (one left, or ``return_exceptions=True``, not fail-fast). A
+    fail-fast wait over several unfinished Futures, and any wait with a timeout,
+    block and lend the slot instead. So does a thread already ``MAX_HELP_DEPTH``
+    helped forks deep.
+    """
+    if fail_fast and len(pending) > 1:
         return
+    if _threads.on_worker_thread() is None:
+        return  # plain threads never help: sync forks always run in worker threads
     for fut in pending:
         item = fut._item
-        if type(item) is _threads.WorkItem and item.state == _threads.QUEUED and pool.claim(item):
-            item.run()
+        if type(item) is _threads.WorkItem and item.state == _threads.QUEUED:
+            _threads.help_run(item)
 
 
 def block_until_done(
@@ -109,12 +119,15 @@ def block_until_done(
     pending = prepare(futs, what)
     if not pending:
         return None
-    help_run(pending)
-    pending = [fut for fut in pending if not fut.done()]
     if fail_fast and (failure := done_failure(futs)) is not None:
         return failure
-    if not pending:
-        return None
+    if timeout is None:
+        help_before_blocking(pending, fail_fast)
+        pending = [fut for fut in pending if not fut.done()]
+        if fail_fast and (failure := done_failure(futs)) is not None:
+            return failure
+        if not pending:
+            return None
     released = threading.Lock()
     released.acquire()
     if HOOKS:

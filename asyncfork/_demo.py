@@ -2,13 +2,15 @@
 
 Every simulated call measures how long it took; the "sequential" figure is the
 sum of those durations (what running the calls one after another would take),
-set against the wall time the forked version needed. A fourth part traces the
-crawl and shows its work/span profile.
+set against the wall time the forked version needed. The blocking calls also
+count how many of them ran at once: with the default worker limit (40) all 24
+run in one wave. A fourth part traces the crawl and shows its work/span profile.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import tempfile
 import threading
@@ -17,34 +19,52 @@ from collections.abc import Callable
 from typing import Any
 
 import asyncfork as af
+from asyncfork._threads import DEFAULT_LIMIT
 
 IO_CALLS = 50
 IO_SECONDS = 0.1
 BLOCKING_CALLS = 24
-BLOCKING_SECONDS = 0.05
+BLOCKING_SECONDS = 0.2
 TREE_DEPTH = 3
 TREE_FANOUT = 3
 TREE_SECONDS = 0.05
 
 
 class Stopwatch:
-    """Adds up how long the simulated calls took (from worker threads too)."""
+    """Adds up how long the simulated calls took (from worker threads too).
+
+    It also counts the most calls that ran at once (``peak``).
+    """
 
     def __init__(self) -> None:
         self.total = 0.0
         self.calls = 0
+        self.running = 0
+        self.peak = 0
         self._lock = threading.Lock()
+
+    def start(self) -> float:
+        """A call begins: the time it began, for ``add``."""
+        with self._lock:
+            self.running += 1
+            self.peak = max(self.peak, self.running)
+        return time.perf_counter()
 
     def add(self, started: float) -> None:
         elapsed = time.perf_counter() - started
         with self._lock:
             self.total += elapsed
             self.calls += 1
+            self.running -= 1
+
+    def waves(self) -> int:
+        """How many rounds the calls took, at the most that ran at once."""
+        return math.ceil(self.calls / max(1, self.peak))
 
 
 async def fetch(url: str, watch: Stopwatch) -> str:
     """A simulated I/O call: 100 ms of waiting on the network."""
-    started = time.perf_counter()
+    started = watch.start()
     await asyncio.sleep(IO_SECONDS)
     watch.add(started)
     return f"<body of {url}>"
@@ -58,8 +78,8 @@ async def async_app(watch: Stopwatch) -> int:
 
 
 def read_sensor(n: int, watch: Stopwatch) -> int:
-    """A blocking sync call (a driver, a legacy client): 50 ms in a worker thread."""
-    started = time.perf_counter()
+    """A blocking sync call (a driver, a legacy client): 200 ms in a worker thread."""
+    started = watch.start()
     time.sleep(BLOCKING_SECONDS)
     watch.add(started)
     return n * n
@@ -73,7 +93,7 @@ def sync_script(watch: Stopwatch) -> int:
 
 async def crawl(page: str, depth: int, watch: Stopwatch) -> int:
     """Use 3: each page forks its links; a page finishes after its whole subtree."""
-    started = time.perf_counter()
+    started = watch.start()
     await asyncio.sleep(TREE_SECONDS)
     watch.add(started)
     if depth == 0:
@@ -88,7 +108,16 @@ def _report(title: str, run: Callable[[Stopwatch], Any], what: str) -> None:
     result = run(watch)
     wall = time.perf_counter() - started
     print(f"{title}")
-    print(f"  {what.format(result=result, calls=watch.calls)}")
+    waves = watch.waves()
+    print(
+        "  "
+        + what.format(
+            result=result,
+            calls=watch.calls,
+            peak=watch.peak,
+            waves=f"{waves} wave" + ("s" if waves != 1 else ""),
+        )
+    )
     print(
         f"  wall time {wall:6.3f} s   sequential {watch.total:6.3f} s   "
         f"speed-up {watch.total / wall:5.1f}x"
@@ -103,9 +132,10 @@ def main() -> None:
         "{result} responses",
     )
     _report(
-        f"2. sync script: fork {BLOCKING_CALLS} blocking 50 ms calls to worker threads, af.wait",
+        f"2. sync script: fork {BLOCKING_CALLS} blocking 200 ms calls to worker threads, af.wait",
         lambda watch: sync_script(watch),
-        "sum of squares = {result}",
+        "sum of squares = {result}; {peak} of {calls} calls ran at once: {waves} "
+        f"(the default worker limit is {DEFAULT_LIMIT})",
     )
     _report(
         f"3. nested forks: crawl a {TREE_FANOUT}-ary tree of depth {TREE_DEPTH}, 50 ms a page",

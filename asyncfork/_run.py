@@ -81,7 +81,7 @@ async def _supervise(
     if not interrupted.done():
         interrupted.cancel()
         return None
-    roots._cancel_children("KeyboardInterrupt")
+    roots.cancel_all("KeyboardInterrupt")
     await roots.drained()
     return interrupted.result()
 
@@ -95,7 +95,7 @@ async def _first_of(*futures: asyncio.Future[Any] | Future[Any]) -> None:
 
 def _cancel_and_clean_up(loop: asyncio.AbstractEventLoop, roots: Roots) -> None:
     """After Ctrl-C: cancel every fork and let their cleanup run; a second Ctrl-C gives up."""
-    roots._cancel_children("KeyboardInterrupt")
+    roots.cancel_all("KeyboardInterrupt")
     try:
         loop.run_until_complete(roots.drained())
     except KeyboardInterrupt:
@@ -140,12 +140,12 @@ def configure(
       else uvloop when installed, else asyncio). Applies to loops made afterwards:
       call :func:`shutdown` first to restart the background loop.
     - ``workers``: the most sync forks that run at once in asyncfork's threads
-      (``None``: ``min(32, cpu_count + 4)``).
+      (``None``: the default, 40, as anyio's and trio's thread offload).
     """
     if loop is not _UNSET:
         _runner.set_loop_choice(loop)
     if workers is not _UNSET:
-        default = f"the default (min(32, cpu_count + 4) = {_threads.default_limit()})"
+        default = f"the default ({_threads.default_limit()})"
         _threads.set_worker_limit(check_count(workers, "configure(workers=...)", default))
 
 
@@ -153,7 +153,10 @@ def shutdown(*, cancel: bool = False, timeout: float | None = None) -> None:
     """Drain the background loop and the worker threads, then stop them.
 
     Waits for every pending fork on the background loop (``cancel=True`` cancels
-    them first; daemon forks are always cancelled). Raises ``TimeoutError`` if
-    ``timeout`` seconds pass first. Any later use of asyncfork restarts them.
+    them first; daemon forks are always cancelled, and a daemon's running sync call
+    is abandoned, not waited for). Raises ``TimeoutError`` if ``timeout`` seconds
+    pass first. Any later use of asyncfork restarts them. On a thread that runs an
+    event loop it raises :class:`~asyncfork.DeadlockError`: write
+    ``await asyncio.to_thread(af.shutdown)``.
     """
     _runner.shutdown(cancel=cancel, timeout=timeout)

@@ -3,7 +3,8 @@
 Workers count against the limit only while they run a fork's code. A worker
 that blocks in ``wait`` lends its slot out (another worker may start), and a
 worker that waits on a queued fork runs it inline ("helping"), so recursive
-sync fork/wait cannot starve the pool.
+sync fork/wait cannot starve the pool. Threads beyond what the limit and the
+lent slots need exit after ``IDLE_SECONDS`` idle.
 """
 
 # The package's modules share each other's private names by design.
@@ -12,7 +13,6 @@ sync fork/wait cannot starve the pool.
 from __future__ import annotations
 
 import itertools
-import os
 import threading
 import time
 from collections import deque
@@ -34,10 +34,25 @@ FINISHED = 4  # the function has returned (or raised)
 _EXIT = object()  # tells a worker thread to end
 
 
+# The default worker limit: anyio's and trio's thread offload default. Threads in Python are
+# for blocking I/O, so the limit is not tied to the number of CPUs.
+DEFAULT_LIMIT = 40
+
+# How long a parked worker waits for work before it exits, if the pool has more threads
+# than the limit and the lent slots need (anyio's and trio's idle time).
+IDLE_SECONDS = 10.0
+
+# The most queued forks one thread runs inline, nested (helping): past it a waiting worker
+# blocks and lends its slot instead, so a deep chain of sync fork/wait spreads over threads
+# rather than growing one thread's stack (about 5 frames a level) into a RecursionError.
+MAX_HELP_DEPTH = 32
+
 # How often the main thread wakes while it blocks, to notice a Ctrl-C that the kernel
 # delivered to another thread (a blocked lock wait is interrupted only in the thread
 # that received the signal). the rule is KeyboardInterrupt within 0.2 s.
 _MAIN_THREAD_SLICE = 0.05
+
+_TIMEOUT_MAX = threading.TIMEOUT_MAX
 
 
 def wait_in_slices(attempt: Callable[[float], bool], timeout: float | None) -> bool:
@@ -45,7 +60,11 @@ def wait_in_slices(attempt: Callable[[float], bool], timeout: float | None) -> b
 
     Off the main thread it is one wait; on the main thread, slices of at most
     ``_MAIN_THREAD_SLICE``, so that Python gets to run a pending Ctrl-C handler.
+    A timeout too large for a lock wait (``threading.TIMEOUT_MAX``, about 292
+    years; ``inf``) means no timeout.
     """
+    if timeout is not None and timeout >= _TIMEOUT_MAX:
+        timeout = None
     if threading.current_thread() is not threading.main_thread():
         return attempt(-1 if timeout is None else timeout)
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -65,7 +84,7 @@ def acquire(lock: threading.Lock, timeout: float | None) -> bool:
 
 
 def default_limit() -> int:
-    return min(32, (os.cpu_count() or 1) + 4)
+    return DEFAULT_LIMIT
 
 
 class WorkItem:
@@ -98,13 +117,13 @@ class WorkItem:
         error: BaseException | None = None
         hooked = bool(HOOKS)
         cpu = 0.0
-        if hooked:
-            # In the fork's own context, so an instrument may set context for its code.
-            self.context.run(
-                _instruments.call, "fork_started", self.future, threading.current_thread().name
-            )
-            cpu = time.thread_time()
         try:
+            if hooked:  # inside the try: a hook's interrupt is this fork's outcome
+                cpu = time.thread_time()
+                # In the fork's own context, so an instrument may set context for its code.
+                self.context.run(
+                    _instruments.call, "fork_started", self.future, threading.current_thread().name
+                )
             value = self.context.run(self.func, *self.args, **self.kwargs)
         except StopIteration as exc:
             error = RuntimeError(f"fork {self.future.name!r} raised StopIteration")
@@ -116,7 +135,10 @@ class WorkItem:
             _local.item = previous
             self.state = FINISHED
             if hooked:
-                _instruments.call("fork_busy", self.future, time.thread_time() - cpu)
+                try:
+                    _instruments.call("fork_busy", self.future, time.thread_time() - cpu)
+                except BaseException as exc:  # a Ctrl-C landing in a hook
+                    error = error or exc
         # Drop references before reporting, so a finished Future keeps no arguments alive.
         self.func = _nothing
         self.args = ()
@@ -132,6 +154,7 @@ def _nothing() -> None:
 class _Local(threading.local):
     item: WorkItem | None = None
     pool: Pool | None = None  # set on asyncfork's worker threads
+    helping = 0  # how many queued forks this thread runs inline, nested
 
 
 _local = _Local()
@@ -147,6 +170,23 @@ def on_worker_thread() -> Pool | None:
     return _local.pool
 
 
+def help_run(item: WorkItem) -> bool:
+    """On a worker thread: run the queued ``item`` right here, if it is still queued.
+
+    False if another thread took it, or if this thread already runs ``MAX_HELP_DEPTH``
+    helped forks nested (the caller then blocks and lends its slot instead).
+    """
+    pool = _local.pool
+    if pool is None or _local.helping >= MAX_HELP_DEPTH or not pool.claim(item):
+        return False
+    _local.helping += 1
+    try:
+        item.run()
+    finally:
+        _local.helping -= 1
+    return True
+
+
 class Pool:
     """asyncfork's worker threads. All bookkeeping happens under one lock."""
 
@@ -157,6 +197,7 @@ class Pool:
         self._limit = limit
         self._active = 0  # workers running a fork's code and not blocked in wait
         self._waking = 0  # workers woken or started that have not yet looked at the queue
+        self._lent = 0  # workers blocked in a wait, their slots lent out
         self._stopping = False
         self._names = itertools.count(1)
         self.threads: set[threading.Thread] = set()
@@ -164,7 +205,9 @@ class Pool:
     def set_limit(self, limit: int) -> None:
         with self._lock:
             self._limit = limit
-            self._dispatch_locked()
+            failed = self._dispatch_locked()
+        if failed:
+            _fail(failed)
 
     def submit(self, item: WorkItem) -> None:
         with self._lock:
@@ -172,22 +215,54 @@ class Pool:
                 return  # dropped (cancelled) on its way here
             item.state = QUEUED
             self._queue.append(item)
-            self._dispatch_locked()
+            failed = self._dispatch_locked()
+        if failed:
+            _fail(failed)
 
-    def _dispatch_locked(self) -> None:
-        """Wake or start workers for queued items while slots are free."""
+    def _dispatch_locked(self) -> list[tuple[WorkItem, BaseException]] | None:
+        """Wake or start workers for queued items while slots are free.
+
+        If a thread cannot be started (``can't start new thread``), the queued items
+        wait for a worker that is running a fork's code or about to look at the queue;
+        if there is none, nobody would ever run them: they are taken off the queue and
+        returned, with the error, to be failed once the lock is released.
+        """
         while self._active + self._waking < self._limit and self._waking < len(self._queue):
             self._waking += 1
             if self._idle:
                 self._idle.pop().release()
-            else:
-                thread = threading.Thread(
-                    target=self._work,
-                    name=f"asyncfork-worker-{next(self._names)}",
-                    daemon=True,
-                )
-                self.threads.add(thread)
+                continue
+            thread = threading.Thread(
+                target=self._work,
+                name=f"asyncfork-worker-{next(self._names)}",
+                daemon=True,
+            )
+            self.threads.add(thread)
+            try:
                 thread.start()
+            except Exception as exc:  # a thread or memory limit
+                self._waking -= 1
+                self.threads.discard(thread)
+                if self._active + self._waking:
+                    return None  # a worker comes back to the queue: the items wait for it
+                return self._unqueue_locked(exc)
+        return None
+
+    def _unqueue_locked(self, exc: BaseException) -> list[tuple[WorkItem, BaseException]]:
+        """Take every queued item off the queue: they will never run."""
+        failed: list[tuple[WorkItem, BaseException]] = []
+        queue = self._queue
+        while queue:
+            item = queue.popleft()
+            if item.state == QUEUED:
+                item.state = FINISHED
+                error = RuntimeError(
+                    f"fork {item.future.name!r} could not start: "
+                    f"no worker thread could be started ({exc})"
+                )
+                error.__cause__ = exc
+                failed.append((item, error))
+        return failed
 
     def _work(self) -> None:
         _local.pool = self
@@ -198,11 +273,16 @@ class Pool:
             item = self._next_locked(wake)
         while item is not _EXIT:
             if item is None:
-                wake.acquire()  # parked: blocks until submit() or stop() releases it
-                wake.release()
-                with lock:
-                    self._waking -= 1
-                    item = self._next_locked(wake)
+                # Parked: until submit() or stop() releases `wake`, or the idle time passes.
+                if wake.acquire(timeout=IDLE_SECONDS):
+                    wake.release()
+                    with lock:
+                        self._waking -= 1
+                        item = self._next_locked(wake)
+                else:
+                    with lock:
+                        if self._reap_locked(wake):
+                            return
                 continue
             assert isinstance(item, WorkItem)
             item.run()
@@ -221,6 +301,20 @@ class Pool:
         wake.acquire()
         self._idle.append(wake)
         return None
+
+    def _reap_locked(self, wake: threading.Lock) -> bool:
+        """A worker idle for ``IDLE_SECONDS``: True if it is not needed and is to exit.
+
+        The pool keeps as many threads as the limit and the lent slots need.
+        """
+        if len(self.threads) <= self._limit + self._lent:
+            return False
+        try:
+            self._idle.remove(wake)
+        except ValueError:
+            return False  # woken meanwhile: `wake` is released, and it has work to look at
+        self.threads.discard(threading.current_thread())
+        return True
 
     def _take_locked(self) -> WorkItem | None:
         if self._active >= self._limit:
@@ -254,11 +348,15 @@ class Pool:
         """This worker is about to block: let another worker use its slot."""
         with self._lock:
             self._active -= 1
-            self._dispatch_locked()
+            self._lent += 1
+            failed = self._dispatch_locked()
+        if failed:
+            _fail(failed)
 
     def reclaim_slot(self) -> None:
         with self._lock:
             self._active += 1
+            self._lent -= 1
 
     def stop(self) -> None:
         """Let idle workers exit; busy ones exit once the queue is empty."""
@@ -267,6 +365,15 @@ class Pool:
             while self._idle:
                 self._waking += 1
                 self._idle.pop().release()
+
+
+def _fail(failed: list[tuple[WorkItem, BaseException]]) -> None:
+    """Fail items no worker thread could be started for (outside the pool's lock)."""
+    for item, error in failed:
+        item.func = _nothing
+        item.args = ()
+        item.kwargs = {}
+        item.finish(item, None, error)
 
 
 _pool: Pool | None = None

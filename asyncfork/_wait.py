@@ -19,7 +19,6 @@ from ._blocking import (
     block_until_done,
     done_failure,
     forget,
-    help_run,
     prepare,
     wait_hooks,
 )
@@ -254,7 +253,8 @@ class AsCompleted(Iterator[Future[T]]):
                     "iterating af.as_completed() with `for` blocks, which would freeze the event "
                     "loop running in this thread: write `async for fut in af.as_completed(...)`"
                 )
-            help_run(pending)
+            # No helping: a call run inline would hold back the Futures that finish
+            # meanwhile, out of completion order; the worker lends its slot instead.
             for fut in self._futs:
                 fut.add_done_callback(done.put)
         pool = _threads.on_worker_thread()

@@ -11,7 +11,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_demo_runs_and_reports_each_use() -> None:
-    """The demo prints each use with its wall time, sequential time and speed-up."""
+    """The demo prints each use with its wall time, sequential time and speed-up; its 24
+    blocking calls run in one wave (the default worker limit is 40)."""
     result = subprocess.run(
         [sys.executable, "-W", "error", "-m", "asyncfork", "demo"],
         capture_output=True,
@@ -24,6 +25,7 @@ def test_demo_runs_and_reports_each_use() -> None:
     out = result.stdout
     assert "50 responses" in out
     assert "40 pages crawled, 40 fetches" in out
+    assert "24 of 24 calls ran at once: 1 wave (the default worker limit is 40)" in out
     figures = re.findall(r"wall time\s+([\d.]+) s\s+sequential\s+([\d.]+) s", out)
     assert len(figures) == 3
     for wall, sequential in figures:

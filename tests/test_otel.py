@@ -375,14 +375,16 @@ def test_sync_fork_run_inline_by_its_waiting_worker_has_its_span_current(
     def inline() -> int:
         seen["inline"] = trace.get_current_span() is own_span(spans)
         with spans.tracer.start_as_current_span("inline_step"):
-            below = af.wait(af.fork.options(name="grandchild")(grandchild), timeout=T)
+            below = af.wait(
+                af.fork.options(name="grandchild")(grandchild)
+            )  # no timeout: it is helped
         seen["inline_after"] = trace.get_current_span() is own_span(spans)
         assert below == threading.get_ident(), "the grandchild ran inline too"
         return threading.get_ident()
 
     def waiter() -> int:
         mine = own_span(spans)
-        ran_on = af.wait(af.fork.options(name="inline")(inline), timeout=T)
+        ran_on = af.wait(af.fork.options(name="inline")(inline))  # no timeout: it is helped
         seen["waiter_after"] = trace.get_current_span() is mine
         assert ran_on == threading.get_ident(), "the child ran inline, in the waiting worker"
         return ran_on

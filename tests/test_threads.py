@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import os
+import inspect
+import sys
 import threading
 from asyncio import CancelledError
 
 import pytest
-from helpers import WORKER_NAME, T, flush_background_loop, within
+from helpers import WORKER_NAME, T, flush_background_loop, three, within
 
 import asyncfork as af
+from asyncfork import _threads
 
 # -- the worker pool -----------------------------------------------------------------------
 
@@ -105,9 +107,9 @@ def test_many_threads_fork_wait_and_cancel_at_once(loop_kind: str) -> None:
 # -- the worker limit: configure(workers=n) ------------------------------------------------
 
 
-def test_default_worker_limit_is_min_32_cpu_count_plus_4(loop_kind):
-    """The worker limit defaults to min(32, cpu_count + 4) sync forks running at once."""
-    limit = min(32, (os.cpu_count() or 1) + 4)
+def test_default_worker_limit_is_40(loop_kind):
+    """The worker limit defaults to 40 sync forks running at once, whatever the CPU count."""
+    limit = 40
     af.configure(workers=None)
     release = threading.Event()
     lock = threading.Lock()
@@ -201,7 +203,8 @@ def test_recursive_sync_fib_with_two_workers(loop_kind: str, two_workers: None) 
             return n
         a = af.fork(fib, n - 1)
         b = af.fork(fib, n - 2)
-        return af.wait(a, timeout=T) + af.wait(b, timeout=T)
+        # No timeout: a wait with one does not help. The outer result() bounds the test.
+        return af.wait(a) + af.wait(b)
 
     assert af.fork(fib, 15).result(timeout=15) == 610
 
@@ -258,7 +261,8 @@ def test_worker_waiting_on_queued_sync_fork_runs_it_inline(
         return threading.current_thread().name
 
     def outer() -> tuple[str, str]:
-        return threading.current_thread().name, af.wait(af.fork(inner), timeout=T)
+        # No timeout: a wait with one does not help. The outer result() bounds the test.
+        return threading.current_thread().name, af.wait(af.fork(inner))
 
     outer_thread, inner_thread = af.fork(outer).result(timeout=T)
     assert outer_thread == inner_thread
@@ -287,6 +291,245 @@ def test_plain_thread_waiting_does_not_run_queued_sync_fork_inline(loop_kind, on
         release.set()
     assert queued.result(timeout=T).startswith("asyncfork-worker-")
     busy.result(timeout=T)
+
+
+def test_helping_wait_over_several_futures_with_return_exceptions_runs_them_inline(
+    loop_kind: str, one_worker: None
+) -> None:
+    """`wait(..., return_exceptions=True)` needs every Future: its worker runs them all inline."""
+
+    def where() -> str:
+        return threading.current_thread().name
+
+    def outer() -> tuple[str, list[object]]:
+        futs = [af.fork(where) for _ in range(3)]
+        # No timeout: a wait with one does not help. The outer result() bounds the test.
+        return where(), af.wait(futs, return_exceptions=True)
+
+    here, names = af.fork(outer).result(timeout=T)
+    assert names == [here] * 3
+
+
+def _queued_behind_a_busy_slot(release: threading.Event) -> af.Future[str]:
+    """In a worker holding the only slot: a sync fork that stays queued until lent a slot.
+
+    Once it runs, it blocks until ``release``.
+    """
+
+    def slow() -> str:
+        assert release.wait(T)
+        return "slow"
+
+    return af.fork(slow)
+
+
+def test_fail_fast_wait_over_several_futures_does_not_help(loop_kind, one_worker):
+    """A fail-fast wait over several unfinished Futures raises the first failure when it
+    happens: its worker does not run a queued fork inline (that would hold the error back)."""
+    release = threading.Event()
+    raised = threading.Event()
+
+    async def fails() -> None:
+        await asyncio.sleep(0)
+        raise ValueError("first failure")
+
+    def outer() -> af.Future[str]:
+        slow = _queued_behind_a_busy_slot(release)
+        with pytest.raises(ValueError, match="first failure"):
+            # No timeout (a wait with one never helps): the outer result() bounds the test.
+            af.wait([slow, af.fork(fails)])
+        raised.set()
+        return slow
+
+    fut = af.fork(outer)
+    try:
+        assert raised.wait(T), "the wait returned only after the queued fork"
+    finally:
+        release.set()
+    assert fut.result(timeout=T).result(timeout=T) == "slow"
+
+
+def test_as_completed_in_a_worker_yields_in_completion_order(loop_kind, one_worker):
+    """`as_completed` in a worker yields the first Future to finish when it finishes: it does
+    not first run a queued fork inline."""
+    release = threading.Event()
+    first_yielded = threading.Event()
+
+    def outer() -> tuple[bool, af.Future[str]]:
+        slow = _queued_behind_a_busy_slot(release)
+        quick = af.fork(three)
+        # No timeout (the rule holds either way): the outer result() bounds the test.
+        it = af.as_completed([slow, quick])
+        first = next(it)
+        first_yielded.set()
+        assert next(it) is slow
+        return first is quick, slow
+
+    fut = af.fork(outer)
+    try:
+        assert first_yielded.wait(T), "as_completed yielded only after the queued fork"
+    finally:
+        release.set()
+    quick_first, slow = fut.result(timeout=T)
+    assert quick_first
+    assert slow.result(timeout=T) == "slow"
+
+
+def test_deep_recursive_sync_fork_wait_chain_completes(loop_kind, two_workers):
+    """A chain of 1000 nested sync fork/wait with 2 workers completes: helping stops at a
+    bounded depth (the waiter then lends its slot), so no thread's stack overflows."""
+    depths: list[int] = []
+
+    def chain(n: int) -> int:
+        if n == 0:
+            depths.append(len(inspect.stack(0)))
+            return 0
+        # No timeout: a wait with one does not help. The outer result() bounds the test.
+        return af.wait(af.fork(chain, n - 1)) + 1
+
+    assert af.fork(chain, 1000).result(timeout=T * 4) == 1000
+    assert depths[0] < sys.getrecursionlimit() // 2  # this thread's stack stayed shallow
+
+
+# -- a worker thread that cannot be started ------------------------------------------------
+
+
+def _fail_next_worker_start(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Make the next worker thread fail to start, as under a thread or memory limit."""
+    real_start = threading.Thread.start
+    failed: list[str] = []
+
+    def start(self: threading.Thread) -> None:
+        if not failed and WORKER_NAME.fullmatch(self.name):
+            failed.append(self.name)
+            raise RuntimeError("can't start new thread")
+        real_start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    return failed
+
+
+def test_worker_thread_that_cannot_start_fails_the_fork_cleanly(loop_kind, monkeypatch):
+    """No worker thread can be started and none is running: `fork()` returns, and the Future
+    fails with a RuntimeError; the callable never runs. The pool stays usable."""
+    flush_background_loop()  # the background loop's own thread is started
+    failed = _fail_next_worker_start(monkeypatch)
+    ran: list[int] = []
+    fut = af.fork(ran.append, 1)  # does not raise
+    with pytest.raises(RuntimeError, match="can't start new thread") as info:
+        fut.result(timeout=T)
+    assert "could not start" in str(info.value)
+    assert len(failed) == 1
+    flush_background_loop()
+    assert ran == []
+    # The pool's books are straight: the next sync fork gets a thread.
+    assert af.wait(af.fork(lambda: 2), timeout=T) == 2
+    assert af.wait([af.fork(lambda: 3) for _ in range(3)], timeout=T) == [3] * 3
+
+
+async def test_worker_thread_that_cannot_start_fails_a_fork_made_on_the_loop(monkeypatch):
+    """The same for a sync fork made on a loop: `fork()` returns, awaiting it raises."""
+    _threads.stop_pool()  # a new pool, with no idle thread to wake
+    failed = _fail_next_worker_start(monkeypatch)
+    ran: list[int] = []
+    fut = af.fork(ran.append, 1)
+    with pytest.raises(RuntimeError, match="can't start new thread"):
+        await within(fut)
+    assert len(failed) == 1
+    assert ran == []
+    assert await within(af.fork(lambda: 2)) == 2
+
+
+def test_fork_queued_when_a_worker_thread_cannot_start_runs_on_a_running_worker(
+    loop_kind: str, monkeypatch: pytest.MonkeyPatch, two_workers: None
+) -> None:
+    """A worker thread cannot be started while another worker runs: the fork stays queued
+    and that worker runs it once its own fork returns."""
+    release, started = threading.Event(), threading.Event()
+
+    def busy() -> str:
+        started.set()
+        assert release.wait(T)
+        return threading.current_thread().name
+
+    first = af.fork(busy)
+    assert started.wait(T)
+    failed = _fail_next_worker_start(monkeypatch)
+    second = af.fork(threading.current_thread)  # does not raise: it waits for `busy`'s worker
+    assert len(failed) == 1
+    assert not second.done()
+    release.set()
+    assert af.wait(second, timeout=T).name == first.result(timeout=T)
+
+
+# -- threads beyond the limit: only for lent slots, reaped when idle -----------------------
+
+
+def test_threads_beyond_the_limit_serve_lent_slots_and_are_reaped_when_idle(
+    loop_kind: str, monkeypatch: pytest.MonkeyPatch, two_workers: None
+) -> None:
+    """Blocked waiters lend their slots, so threads may outnumber the limit while they block;
+    once they are idle, the threads beyond the limit exit."""
+    monkeypatch.setattr(_threads, "IDLE_SECONDS", 0.05)
+    reaped = threading.Event()
+    reap = _threads.Pool._reap_locked
+
+    def reap_and_tell(self: _threads.Pool, wake: threading.Lock) -> bool:
+        gone = reap(self, wake)
+        if len(self.threads) <= 2:
+            reaped.set()
+        return gone
+
+    monkeypatch.setattr(_threads.Pool, "_reap_locked", reap_and_tell)
+    gate: concurrent.futures.Future[None] = concurrent.futures.Future()
+    blocked = threading.Semaphore(0)
+
+    async def until_open() -> None:
+        await asyncio.wrap_future(gate)
+
+    def waiter() -> None:
+        inner = af.fork(until_open)
+        blocked.release()
+        af.wait(inner, timeout=T)  # blocks, lending its slot
+
+    n = 12
+    futs = [af.fork(waiter) for _ in range(n)]
+    try:
+        for _ in range(n):
+            assert blocked.acquire(timeout=T)
+        threads = set(_threads.pool().threads)
+        assert n <= len(threads) <= 2 + n  # the limit, plus one per blocked waiter at most
+    finally:
+        gate.set_result(None)
+    af.wait(futs, timeout=T)
+    assert reaped.wait(T), "idle threads beyond the limit were not reaped"
+    kept = _threads.pool().threads
+    assert len(kept) <= 2
+    for thread in threads - kept:
+        thread.join(T)
+        assert not thread.is_alive()
+    assert af.wait([af.fork(lambda: 1) for _ in range(4)], timeout=T) == [1] * 4
+
+
+def test_blocked_forks_that_do_not_wait_get_no_threads_beyond_the_limit(loop_kind, two_workers):
+    """Sync forks blocked in their own code (not in an asyncfork wait) keep their slots:
+    no thread beyond the limit is started for the forks queued behind them."""
+    release = threading.Event()
+    running = threading.Semaphore(0)
+
+    def body() -> None:
+        running.release()
+        assert release.wait(T)
+
+    futs = [af.fork(body) for _ in range(6)]
+    try:
+        for _ in range(2):
+            assert running.acquire(timeout=T)
+        assert len(_threads.pool().threads) == 2
+    finally:
+        release.set()
+    af.wait(futs, timeout=T)
+    assert len(_threads.pool().threads) == 2
 
 
 # -- check_cancelled() ---------------------------------------------------------------------

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import math
+import queue
 import threading
+from collections.abc import Callable
 
 import pytest
 from helpers import (
@@ -286,6 +289,89 @@ async def test_as_completed_async_timeout_raises_timeout_error() -> None:
     assert not fut.done()
     release.set()
     assert await asyncio.wait_for(fut, T) == 1
+
+
+_WAITS_WITH_A_TIMEOUT: dict[str, Callable[[af.Future[str], float], object]] = {
+    "wait": lambda fut, seconds: af.wait(fut, timeout=seconds),
+    "wait_list": lambda fut, seconds: af.wait([fut], timeout=seconds),
+    "result": lambda fut, seconds: fut.result(timeout=seconds),
+    "exception": lambda fut, seconds: fut.exception(timeout=seconds),
+}
+
+
+@pytest.mark.parametrize("seconds", [0, 0.02])
+@pytest.mark.parametrize("how", sorted(_WAITS_WITH_A_TIMEOUT))
+def test_worker_waiting_with_a_timeout_does_not_run_a_queued_fork_inline(
+    loop_kind: str, one_worker: None, how: str, seconds: float
+) -> None:
+    """With the pool saturated, a worker's wait with a timeout on a queued sync fork raises
+    TimeoutError on time: it does not run that fork inline, which could outlast the timeout.
+    The fork runs in another worker, on the slot the waiter lends."""
+    release = threading.Event()
+    timed_out = threading.Event()
+
+    def slow() -> str:
+        assert release.wait(T)
+        return "slow"
+
+    def outer() -> af.Future[str]:
+        fut = af.fork(slow)  # queued: this worker holds the only slot
+        with pytest.raises(TimeoutError):
+            _WAITS_WITH_A_TIMEOUT[how](fut, seconds)
+        timed_out.set()
+        return fut
+
+    waiter = af.fork(outer)
+    try:
+        assert timed_out.wait(T), "the wait ran the queued fork inline and ignored its timeout"
+    finally:
+        release.set()
+    assert waiter.result(timeout=T).result(timeout=T) == "slow"
+
+
+# -- a timeout too large for a lock wait means no timeout ----------------------------------
+
+
+@pytest.mark.parametrize("huge", [math.inf, 1e10, threading.TIMEOUT_MAX])
+def test_huge_timeout_is_no_timeout_off_the_main_thread(loop_kind: str, huge: float) -> None:
+    """timeout=inf, or any timeout too large for a lock wait (threading.TIMEOUT_MAX), waits
+    without a timeout in any thread: wait, result, exception, as_completed, shutdown."""
+    gates: queue.SimpleQueue[tuple[concurrent.futures.Future[int], int] | None]
+    gates = queue.SimpleQueue()
+
+    async def until(gate: concurrent.futures.Future[int]) -> int:
+        return await asyncio.wrap_future(gate)
+
+    def blocked_on(value: int) -> af.Future[int]:
+        gate: concurrent.futures.Future[int] = concurrent.futures.Future()
+        fut = af.fork(until, gate)
+        gates.put((gate, value))  # the main thread opens it while this thread waits
+        return fut
+
+    outcome: list[object] = []
+
+    def waits() -> None:
+        try:
+            got = [
+                af.wait(blocked_on(1), timeout=huge),
+                af.wait([blocked_on(2)], timeout=huge),
+                blocked_on(3).result(timeout=huge),
+                blocked_on(4).exception(timeout=huge),
+                *(f.result() for f in af.as_completed([blocked_on(5)], timeout=huge)),
+            ]
+            af.shutdown(timeout=huge)
+            outcome.append(got)
+        except BaseException as exc:
+            outcome.append(exc)
+        finally:
+            gates.put(None)
+
+    thread = threading.Thread(target=waits)
+    thread.start()
+    while (gate := gates.get(timeout=T)) is not None:
+        gate[0].set_result(gate[1])
+    thread.join(T)
+    assert outcome == [[1, [2], 3, None, 5]]
 
 
 def test_polling_wait_with_timeout_does_not_pile_callbacks_on_the_future(loop_kind):
