@@ -5,12 +5,15 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from concurrent.futures import Executor
+from contextvars import Context
 from typing import Any
 
 from . import _instruments
-from ._future import PENDING, Future
+from ._coroutine_fork import cancel_coroutine, drive_returned, new_task
+from ._future import PENDING, TAKEN_IN, Future
 from ._instruments import HOOKS
 from ._mailbox import post
 from ._outcome import finish
@@ -31,27 +34,71 @@ def start_executor(
     loop = fut._loop
 
     def returned(cf: Any) -> None:
+        fut._handoff = _settle_posted  # until the loop takes it in (see sync_returned)
         try:
             post(loop, executor_settle, fut, cf)
-        except RuntimeError:
-            executor_settle(fut, cf)
+        except RuntimeError:  # the loop is closed: settle here
+            if fut._claim_handoff() is not None:
+                _settle_off_loop(fut, cf)
+            else:
+                _close_coroutine(fut, cf)
 
     cf.add_done_callback(returned)
 
 
-def executor_settle(fut: Future[Any], cf: Any) -> None:
-    if fut._state != PENDING:
-        return
-    value = None
-    error: BaseException | None
+def _outcome_of(fut: Future[Any], cf: Any) -> tuple[Any, BaseException | None]:
     if cf.cancelled():
+        return None, fut._cancelled_error()
+    error = cf.exception()
+    return (cf.result() if error is None else None), error
+
+
+def executor_settle(fut: Future[Any], cf: Any) -> None:
+    fut._handoff = TAKEN_IN  # the loop settles the fork from here on
+    value, error = _outcome_of(fut, cf)
+    returned_coroutine = error is None and inspect.iscoroutine(value)
+    if fut._state != PENDING or (error is None and fut._cancel_requested):
+        if returned_coroutine:
+            value.close()  # abandoned, or cancelled while it ran: nothing runs it
+        if fut._state != PENDING:
+            return
+        value, error = None, fut._cancelled_error()
+    elif returned_coroutine:
+        # As for thread forks: the coroutine runs on the host loop, as this same fork.
+        # Executor forks take no context copy, so it starts in a fresh context.
+        fut._returned = value
+        fut._started = False
+        fut._canceller = cancel_coroutine
+        fut._task = new_task(fut, drive_returned(fut, value), Context())
+        return
+    finish(fut, value, error)
+
+
+def _settle_posted(fut: Future[Any]) -> None:
+    """Settle from the executor's future: the loop closed before taking the outcome in."""
+    _settle_off_loop(fut, fut._item)
+
+
+def _close_coroutine(fut: Future[Any], cf: Any) -> None:
+    """An abandoned fork, settled already: close a coroutine its call returned."""
+    if fut._state != PENDING and not cf.cancelled() and cf.exception() is None:
+        value = cf.result()
+        if inspect.iscoroutine(value):
+            value.close()
+
+
+def _settle_off_loop(fut: Future[Any], cf: Any) -> None:
+    """The fork's loop closed before it took the outcome in: settle in this thread."""
+    value, error = _outcome_of(fut, cf)
+    if error is None and inspect.iscoroutine(value):
+        value.close()  # nothing is left to run it
+        value = None
+        if fut._state == PENDING and not fut._cancel_requested:
+            error = RuntimeError(f"fork {fut.name!r} returned a coroutine after its loop closed")
+    if fut._state != PENDING:
+        return  # abandoned: dropped
+    if error is None and fut._cancel_requested:
         error = fut._cancelled_error()
-    else:
-        error = cf.exception()
-        if error is None:
-            value = cf.result()
-            if fut._cancel_requested:
-                error = fut._cancelled_error()
     finish(fut, value, error)
 
 

@@ -11,8 +11,9 @@ scheduler (``_fork``) plugs in how a fork is cancelled through ``_canceller``.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
+import os
+import threading
 import time
 import traceback
 from asyncio import AbstractEventLoop, CancelledError
@@ -21,7 +22,7 @@ from contextvars import Context, copy_context
 from types import TracebackType
 from typing import Any, Generic, Literal, TypeVar
 
-from . import _instruments
+from . import _instruments, _threads
 from ._blocking import block_until_done
 from ._errors import callable_name, check_timeout
 from ._instruments import HOOKS
@@ -145,6 +146,14 @@ class Future(Node, Generic[T_co]):
     _daemon: bool = False
     _on_cancel: str = "wait"
     _returned: Coroutine[Any, Any, Any] | None = None  # a sync fork's coroutine, not started
+    # Done-callbacks added from other threads, on their way to the loop (under _incoming_lock).
+    _incoming: list[_Callback] | None = None
+    # A sync or executor fork's outcome on its way to the loop: the function that settles it
+    # off the loop, should the loop close before taking it in (a thread fork's value waits
+    # in _result, its error in _posted_error); TAKEN_IN once the loop took it in. Claimed
+    # (under _incoming_lock) by the thread that got a closed loop, or a waiter that found one.
+    _handoff: Callable[[Future[Any]], None] | None = None
+    _posted_error: BaseException | None = None
     _kind: str = COROUTINE  # stored on the instance only for the other kinds
     # Where fork() was called, kept in asyncio's debug mode only (asyncio's own name for it).
     _source_traceback: traceback.StackSummary | None = None
@@ -359,6 +368,21 @@ class Future(Node, Generic[T_co]):
             self._canceller(self, msg)
         return True
 
+    def _cancel_abandoning(self, msg: str | None) -> None:
+        """On the loop: cancel, abandoning a running sync call rather than waiting for it.
+
+        How daemon forks are cancelled at shutdown: whatever the call does later is
+        dropped, as with ``on_cancel="abandon"``, even if it was cancelled before.
+        """
+        if self._state != PENDING:
+            return
+        if self._kind != COROUTINE and self._task is None:  # its sync call may still run
+            self._on_cancel = "abandon"
+            if self._cancel_requested and self._canceller is not None:
+                self._canceller(self, msg)  # cancelled before, and waited for: not any more
+                return
+        self._cancel_on_loop(msg)
+
     # -- callbacks -------------------------------------------------------------
 
     def add_done_callback(
@@ -380,67 +404,173 @@ class Future(Node, Generic[T_co]):
             else:
                 running.call_soon(fn, self, context=context)
         elif _get_running_loop() is self._loop:
-            self._append_callback(_Callback(fn, context))
+            cb = _Callback()
+            cb.append(fn)
+            cb.context = context
+            self._append_callback(cb)
         else:
-            self._post(self._add_callback_on_loop, fn, context)
+            self._add_from_afar(fn, context)
 
-    def _add_callback_on_loop(
-        self, fn: Callable[[Future[T_co]], object], context: Context | None
-    ) -> None:
+    def _add_from_afar(self, fn: Callable[[Future[T_co]], object], context: Context) -> None:
+        """From a thread that does not run the loop: register at once, post the rest.
+
+        The callback is in ``_incoming`` until the loop adopts it, so a removal from
+        any thread finds it right away, in the order this thread made its calls.
+        """
+        cb = _Callback()
+        cb.append(fn)
+        cb.context = context
+        with _incoming_lock:
+            incoming = self._incoming
+            if incoming is None:
+                self._incoming = [cb]
+            else:
+                incoming.append(cb)
+        try:
+            post(self._loop, self._adopt, cb)
+        except RuntimeError:  # the loop is closed
+            self._added_after_close(cb)
+
+    def _adopt(self, cb: _Callback) -> None:
+        """On the loop: a callback added from another thread arrives."""
+        if self._state == PENDING and cb:
+            self._append_callback(cb)  # first: a remover must always find it somewhere
+            self._leave_incoming(cb)
+            return
+        self._leave_incoming(cb)
+        try:
+            fn = cb.pop()  # the fork finished (or the callback was removed) meanwhile
+        except IndexError:
+            return
+        self._run_callback(fn, cb.context)
+
+    def _leave_incoming(self, cb: _Callback) -> None:
+        with _incoming_lock:
+            incoming = self._incoming
+            if incoming is not None:
+                self._incoming = [item for item in incoming if item is not cb] or None
+
+    def _added_after_close(self, cb: _Callback) -> None:
+        """A callback was added after the loop closed: keep it only if the fork still ends."""
+        if self._state == PENDING and not self._settles_after_close():
+            self._leave_incoming(cb)
+            try:
+                cb.pop()
+            except IndexError:
+                return  # it ran: the fork settled in another thread meanwhile
+            raise RuntimeError(
+                f"the event loop of {self!r} is closed, so it can never finish: "
+                "nothing is left to run it"
+            )
         if self._state != PENDING:
-            self._run_callback(fn, context)
-        else:
-            self._append_callback(_Callback(fn, context))
+            self._run_incoming()  # it settled meanwhile: run ours, unless its settler did
+
+    def _settles_after_close(self) -> bool:
+        """Its loop is closed and it is pending: will it still settle, off the loop?
+
+        A sync or executor fork whose call still runs (or has just returned) settles in
+        its own thread, where the closed loop sends it; one whose outcome was posted
+        to the loop as it closed is settled here and now.
+        """
+        kind = self._kind
+        if kind == COROUTINE or self._handoff is TAKEN_IN:
+            return False  # its remaining work was the loop's to run
+        settle = self._claim_handoff()
+        if settle is not None:
+            settle(self)  # posted as the loop closed: the loop never took it in
+            return True
+        item = self._item  # else its call runs, or a thread is settling it right now
+        if kind == THREAD:
+            return type(item) is _threads.WorkItem and item.state in _CALL_STARTED
+        return item is not None  # an executor's call, submitted
+
+    def _claim_handoff(self) -> Callable[[Future[Any]], None] | None:
+        """After the loop closed: take the outcome's settling over, unless taken already."""
+        with _incoming_lock:
+            settle = self._handoff
+            if settle is None or settle is TAKEN_IN:
+                return None
+            self._handoff = None
+        return settle
+
+    def _run_incoming(self) -> None:
+        """Once settled: run the callbacks added from other threads and not adopted yet."""
+        with _incoming_lock:
+            incoming, self._incoming = self._incoming, None
+        interrupt: BaseException | None = None
+        for cb in incoming or ():
+            try:
+                fn = cb.pop()
+            except IndexError:
+                continue
+            try:
+                self._run_callback(fn, cb.context)
+            except (KeyboardInterrupt, SystemExit) as exc:
+                interrupt = interrupt or exc  # the other callbacks still run
+        if interrupt is not None:
+            if _get_running_loop() is self._loop:
+                self._loop.call_soon(_reraise, interrupt)  # as _settle does
+            else:
+                raise interrupt  # settled off its closed loop: in this thread
 
     def remove_done_callback(self, fn: Callable[[Future[T_co]], object]) -> int:
-        """Remove every registration of ``fn``; return how many were removed."""
+        """Remove every registration of ``fn``; return how many were removed.
+
+        Never waits for the fork's loop: from any thread the count is exact at once.
+        """
         if self._state != PENDING:
             return 0
-        if _get_running_loop() is self._loop:
-            return self._remove_callback_on_loop(fn)
-        answer: concurrent.futures.Future[int] = concurrent.futures.Future()
-        self._post(lambda: answer.set_result(self._remove_callback_on_loop(fn)))
-        return answer.result()
-
-    def _remove_callback_on_loop(self, fn: Callable[[Future[T_co]], object]) -> int:
-        callbacks = self._callbacks
-        if not callbacks:
-            return 0
-        kept = [cb for cb in callbacks if not (type(cb) is _Callback and cb.fn == fn)]
-        self._callbacks = kept
-        return len(callbacks) - len(kept)
+        return self._remove(fn)
 
     def _discard_callback(self, fn: object) -> None:
-        """Drop a waiter's callback without blocking (posted when off the loop thread)."""
-        if self._state != PENDING:
-            return
-        if _get_running_loop() is not self._loop:
+        """Drop a waiter's callback without blocking, from any thread."""
+        if self._state == PENDING:
+            self._remove(fn)
+
+    def _remove(self, fn: object) -> int:
+        """Claim every registration of ``fn``; the loop thread then drops the claimed ones.
+
+        A registration is claimed by ``pop()``, as the settling loop claims it to run
+        it: one of the two gets it, so the count is exact and nothing runs once counted.
+        """
+        removed = 0
+        if self._incoming is not None:
+            with _incoming_lock:
+                incoming = self._incoming
+            # Claimed outside the lock: an __eq__ is user code. One that moved on to
+            # _callbacks meanwhile is the same object, and can only be claimed once.
+            for cb in incoming or ():
+                if _claim(cb, fn):
+                    removed += 1
+        callbacks = self._callbacks
+        if callbacks:
+            for item in callbacks:
+                if type(item) is _Callback and _claim(item, fn):
+                    removed += 1
+        if _get_running_loop() is self._loop:
+            self._tidy(fn)
+        elif removed:
             try:
-                post(self._loop, self._discard_callback, fn)
-            except RuntimeError:  # the loop is closed: nothing will run the callback
+                post(self._loop, self._tidy, None)
+            except RuntimeError:  # the loop is closed: claimed callbacks never run anyway
                 pass
-            return
+        return removed
+
+    def _tidy(self, waiter: object) -> None:
+        """On the loop: drop claimed callbacks, and the bare waiter ``waiter``."""
         callbacks = self._callbacks
         if callbacks:
             self._callbacks = [
-                cb
-                for cb in callbacks
-                if cb is not fn and not (type(cb) is _Callback and cb.fn == fn)
-            ]
+                item
+                for item in callbacks
+                if item is not waiter and (type(item) is not _Callback or item)
+            ] or None
 
     def _append_callback(self, item: Any) -> None:
         if self._callbacks is None:
             self._callbacks = [item]
         else:
             self._callbacks.append(item)
-
-    def _post(self, fn: Callable[..., object], *args: Any) -> None:
-        try:
-            post(self._loop, fn, *args)
-        except RuntimeError:
-            if self._state == PENDING:
-                raise RuntimeError(f"the event loop of {self!r} is closed") from None
-            fn(*args)
 
     def _run_callback(self, fn: Callable[[Future[T_co]], object], context: Context | None) -> None:
         try:
@@ -463,7 +593,10 @@ class Future(Node, Generic[T_co]):
             self._tb = exc.__traceback__
         self._state = state  # last: other threads read the outcome once they see it
         if HOOKS:
-            _instruments.call("fork_finished", self, exc)
+            try:
+                _instruments.call("fork_finished", self, exc)
+            except BaseException as in_hook:  # a Ctrl-C landing in a hook: settle first
+                self._loop.call_soon(_reraise, in_hook)
         self._task = None  # the task's context refers back to this Future
         if self._item is not None:
             self._item = None  # the work item refers back to this Future
@@ -484,7 +617,11 @@ class Future(Node, Generic[T_co]):
             for item in callbacks:
                 if type(item) is _Callback:
                     try:
-                        self._run_callback(item.fn, item.context)
+                        fn = item.pop()  # claimed: a remover in another thread may be first
+                    except IndexError:
+                        continue
+                    try:
+                        self._run_callback(fn, item.context)
                     except (KeyboardInterrupt, SystemExit) as exc_:
                         interrupt = interrupt or exc_  # the other callbacks still run
                 elif not item.done():
@@ -493,6 +630,8 @@ class Future(Node, Generic[T_co]):
                 # Out of the loop from a plain callback (not from the fork's own task,
                 # where asyncio would log it as a task exception nobody retrieved).
                 self._loop.call_soon(_reraise, interrupt)
+        if self._incoming is not None:  # added from other threads, not adopted yet
+            self._run_incoming()
 
     def _set_result(self, value: Any) -> None:
         self._settle(FINISHED, value, None)
@@ -508,14 +647,59 @@ def _reraise(exc: BaseException) -> None:
     raise exc
 
 
-class _Callback:
-    """A done-callback and the context to run it in (waiters are stored bare)."""
+class _Callback(list[Callable[[Any], object]]):
+    """A done-callback: ``[fn]`` until claimed, and the context to run it in.
 
-    __slots__ = ("context", "fn")
+    Whoever runs it or removes it claims it first with ``pop()``, one atomic step, so
+    the loop thread and a remover in another thread never both get it, and the loop
+    takes no lock. (Waiters are stored bare.) Never compare these by value.
+    """
 
-    def __init__(self, fn: Callable[[Any], object], context: Context | None) -> None:
-        self.fn = fn
-        self.context = context
+    __slots__ = ("context",)
+    context: Context | None
+
+
+def TAKEN_IN(fut: Future[Any]) -> None:  # a marker, named as a constant
+    """``fut._handoff`` once its loop took the outcome in; never called."""
+    raise AssertionError("TAKEN_IN is a marker")
+
+
+_CALL_STARTED = (_threads.QUEUED, _threads.RUNNING, _threads.FINISHED)
+
+# Guards every Future's _incoming (rarely contended: only adds from other threads take it).
+_incoming_lock = threading.Lock()
+
+
+def _reset_lock_after_fork() -> None:
+    global _incoming_lock
+    _incoming_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_lock_after_fork)
+
+
+def _claim(cb: _Callback, fn: object) -> bool:
+    """Claim ``cb`` if it registers ``fn``: False if it does not, or was claimed already."""
+    try:
+        registered = cb[0]
+    except IndexError:
+        return False
+    if registered is not fn and not _equal(registered, fn):
+        return False
+    try:
+        cb.pop()
+    except IndexError:
+        return False  # claimed by another thread in between
+    return True
+
+
+def _equal(a: object, b: object) -> bool:
+    """``a == b`` as asyncio compares callbacks, with an ``__eq__`` that raises as unequal."""
+    try:
+        return bool(a == b)
+    except Exception:
+        return False
 
 
 def _call(fn: Callable[[Any], object], arg: Any, context: Context | None) -> None:

@@ -27,10 +27,11 @@ class Instrument:
     Any object with some of these methods may be installed with
     :func:`asyncfork.instrument`; subclassing this class is optional. Only the
     hooks an instrument defines (beyond this class's no-ops) are ever called.
-    Hooks run inside asyncfork, in the thread named below: keep them short, and
-    never block, fork, or wait on a fork in one (a fork from ``fork_made`` would
-    call ``fork_made`` again, without end). A hook that raises an ``Exception``
-    removes its instrument (logged through the ``asyncfork`` logger).
+    Hooks run inside asyncfork, in the thread named below: keep them short and
+    never block in one. Forks and waits made inside a hook reach no instrument.
+    A hook that raises an ``Exception`` removes its instrument (logged through the
+    ``asyncfork`` logger); a ``KeyboardInterrupt`` or ``SystemExit`` from a hook
+    goes on after asyncfork has kept its own state whole.
     """
 
     __module__ = "asyncfork"
@@ -80,6 +81,11 @@ _lock = threading.Lock()
 
 
 def _hooks_of(instrument: object) -> list[tuple[str, Any]]:
+    if isinstance(instrument, type):
+        raise TypeError(
+            f"af.instrument() takes an instrument object, not the class {instrument.__name__}: "
+            f"write af.instrument({instrument.__name__}())"
+        )
     found: list[tuple[str, Any]] = []
     for name in HOOK_NAMES:
         hook = getattr(instrument, name, None)
@@ -132,16 +138,40 @@ def installed() -> list[object]:
         return list(_installed)
 
 
+class _InHook(threading.local):
+    active = False
+
+
+_in_hook = _InHook()
+
+
 def call(name: str, *args: Any) -> None:
-    """Call hook ``name`` of every instrument that has it; a failing one is removed."""
-    for instrument, hook in HOOKS.get(name, ()):
-        try:
-            hook(*args)
-        except Exception:
-            if remove(instrument):
-                logger.exception(
-                    "asyncfork: instrument %r raised in %s and was removed", instrument, name
-                )
+    """Call hook ``name`` of every instrument that has it.
+
+    An instrument whose hook raises an ``Exception`` is removed and logged. A
+    ``KeyboardInterrupt`` or ``SystemExit`` from a hook (a Ctrl-C landing in it) is
+    raised again once every instrument has had its call, so the hook site can clean
+    up. Forks and waits made inside a hook reach no instrument: hooks never nest.
+    """
+    if _in_hook.active:
+        return
+    _in_hook.active = True
+    interrupt: BaseException | None = None
+    try:
+        for instrument, hook in HOOKS.get(name, ()):
+            try:
+                hook(*args)
+            except Exception:
+                if remove(instrument):
+                    logger.exception(
+                        "asyncfork: instrument %r raised in %s and was removed", instrument, name
+                    )
+            except BaseException as exc:
+                interrupt = interrupt or exc
+    finally:
+        _in_hook.active = False
+    if interrupt is not None:
+        raise interrupt
 
 
 class Installation:
@@ -204,7 +234,13 @@ _perf_counter = time.perf_counter
 
 def coroutine_starting(fut: Future[Any], awaitable: Any) -> Any:
     """A coroutine fork's first step is about to run: announce it, and time its steps."""
-    call("fork_started", fut, threading.current_thread().name)
+    try:
+        call("fork_started", fut, threading.current_thread().name)
+    except BaseException:
+        close = getattr(awaitable, "close", None)
+        if close is not None:
+            close()  # it never runs: no "never awaited" warning
+        raise
     if "fork_busy" in HOOKS:
         return _TimedSteps(awaitable, fut)
     return awaitable

@@ -83,10 +83,16 @@ class Roots(Node):
             on_joined, self._on_joined = self._on_joined, None
             on_joined()
 
-    def cancel_daemons(self) -> None:
+    def cancel_daemons(self, msg: str = "asyncfork is shutting down") -> None:
+        """Cancel the daemon forks; a daemon's running sync call is abandoned, never waited for."""
         for fut in list(self._children or ()):
             if fut._daemon:
-                fut._cancel_on_loop("asyncfork is shutting down")
+                fut._cancel_abandoning(msg)
+
+    def cancel_all(self, msg: str = "asyncfork is shutting down") -> None:
+        """Cancel every root fork, the daemons first (as in ``cancel_daemons``)."""
+        self.cancel_daemons(msg)
+        self._cancel_children(msg)
 
     def pending(self) -> int:
         return len(self._children or ())
@@ -108,13 +114,15 @@ _roots_lock = threading.Lock()
 
 def own(loop: AbstractEventLoop, roots: Roots) -> None:
     """``loop`` is one of asyncfork's: its roots are drained when it stops."""
-    OWNED[loop] = roots
-    ROOTS[loop] = roots
+    with _roots_lock:
+        OWNED[loop] = roots
+        ROOTS[loop] = roots
 
 
 def disown(loop: AbstractEventLoop) -> None:
-    OWNED.pop(loop, None)
-    ROOTS.pop(loop, None)
+    with _roots_lock:
+        OWNED.pop(loop, None)
+        ROOTS.pop(loop, None)
 
 
 def roots_of(loop: AbstractEventLoop) -> Roots:
@@ -123,10 +131,17 @@ def roots_of(loop: AbstractEventLoop) -> Roots:
     if roots is not None:
         return roots
     with _roots_lock:
-        # Other libraries' loops never tell us they closed: forget closed ones now.
-        for old in [old for old in ROOTS if old.is_closed() and old not in OWNED]:
-            del ROOTS[old]
+        # Other libraries' loops never say they are done, and a root set must not keep a
+        # dropped loop (and its file descriptors) alive: forget the loops that are closed,
+        # or idle with no pending root fork; an idle one that forks again is met anew.
+        for old, held in list(ROOTS.items()):
+            if old not in OWNED and (old.is_closed() or _idle(old, held)):
+                del ROOTS[old]
         return ROOTS.setdefault(loop, Roots(loop))
+
+
+def _idle(loop: AbstractEventLoop, roots: Roots) -> bool:
+    return not loop.is_running() and not roots._children and not roots._groups
 
 
 def loop_label(loop: AbstractEventLoop) -> str:
@@ -166,7 +181,7 @@ class _Background:
         try:
             # Forks that reached the loop after the drain (they raced shutdown) are
             # cancelled and finish their cleanup, as asyncio.run does with its tasks.
-            self.roots._cancel_children("asyncfork is shutting down")
+            self.roots.cancel_all()
             loop.run_until_complete(self.roots.drained())
             cancel_remaining_tasks(loop)
             loop.run_until_complete(loop.shutdown_asyncgens())
@@ -183,7 +198,7 @@ class _Background:
 
         def arm() -> None:
             if cancel == "all":
-                self.roots._cancel_children("asyncfork is shutting down")
+                self.roots.cancel_all()
             elif cancel == "daemons":
                 self.roots.cancel_daemons()
             self.roots._when_joined(done.release)
@@ -263,6 +278,13 @@ def shutdown(*, cancel: bool = False, timeout: float | None = None) -> None:
         raise DeadlockError(
             "af.shutdown() waits for asyncfork's own threads, so it cannot run on one of them; "
             "call it from the main thread (or any thread asyncfork does not own)"
+        )
+    if asyncio._get_running_loop() is not None:
+        raise DeadlockError(
+            "af.shutdown() blocks until the background forks are done, which would freeze "
+            "the event loop running in this thread (and hang for good if a fork needs that "
+            "loop): in async code write `await asyncio.to_thread(af.shutdown)`, or call "
+            "af.shutdown() once the loop has finished (after asyncio.run() returns)"
         )
     with _background_lock:
         # Forks made from now on start a new background loop, not this closing one.

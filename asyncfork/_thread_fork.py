@@ -11,7 +11,7 @@ from typing import Any
 
 from . import _threads
 from ._coroutine_fork import cancel_coroutine, drive_returned, new_task
-from ._future import PENDING, Future
+from ._future import PENDING, TAKEN_IN, Future
 from ._mailbox import post
 from ._outcome import finish
 from ._runner import note_interrupt
@@ -27,21 +27,57 @@ def submit_item(fut: Future[Any]) -> None:
 def sync_returned(item: WorkItem, value: Any, error: BaseException | None) -> None:
     """In the worker thread: hand the outcome to the fork's loop."""
     fut = item.future
+    # Kept until the loop takes it in: should the loop close first (without running the
+    # call posted here), the outcome is settled off the loop, by this thread or a waiter.
+    if fut._state == PENDING:
+        fut._result = value  # read only once the Future is settled, which overwrites it
+        if error is not None:
+            fut._posted_error = error
+    fut._handoff = _settle_posted
     try:
         post(fut._loop, sync_settle, fut, item, value, error)
     except RuntimeError:  # the loop is closed: settle here, nobody else can
-        if error is None and inspect.iscoroutine(value):
-            value.close()
+        if fut._claim_handoff() is not None:
+            if error is not None:
+                fut._posted_error = None
+            _settle_off_loop(fut, value, error)
+        elif error is None and inspect.iscoroutine(value) and fut._state != PENDING:
+            value.close()  # abandoned, and settled already: nothing runs it
+
+
+def _settle_posted(fut: Future[Any]) -> None:
+    """Settle the outcome kept on the Future: its loop closed before taking it in."""
+    value, fut._result = fut._result, None
+    error, fut._posted_error = fut._posted_error, None
+    _settle_off_loop(fut, value, error)
+
+
+def _settle_off_loop(fut: Future[Any], value: Any, error: BaseException | None) -> None:
+    """The fork's loop closed before it took the outcome in: settle in this thread."""
+    if error is None and inspect.iscoroutine(value):
+        value.close()  # nothing is left to run it
+        value = None
+        if fut._state == PENDING and not fut._cancel_requested:
             error = RuntimeError(f"fork {fut.name!r} returned a coroutine after its loop closed")
-        finish(fut, value, error)
+    if fut._state != PENDING:
+        return  # abandoned (on_cancel="abandon", or a daemon at shutdown): dropped
+    if error is None and fut._cancel_requested:
+        error = fut._cancelled_error()  # on_cancel="wait": the result is discarded
+    finish(fut, value, error)
 
 
 def sync_settle(fut: Future[Any], item: WorkItem, value: Any, error: BaseException | None) -> None:
+    fut._handoff = TAKEN_IN  # the loop settles the fork from here on
+    if error is not None:
+        fut._posted_error = None
     returned_coroutine = error is None and inspect.iscoroutine(value)
     if fut._state != PENDING or (fut._cancel_requested and fut._on_cancel == "abandon"):
-        # Abandoned: its result is dropped without noise (the abandon path settles it).
+        # Abandoned: its result is dropped without noise.
         if returned_coroutine:
             value.close()
+        if fut._state == PENDING:
+            # Cancelled as it returned: the abandon path left the settling to us.
+            fut._when_joined(partial(finish, fut, None, fut._cancelled_error()))
         return
     if returned_coroutine:
         if fut._cancel_requested:  # cancelled (or timed out) while the function ran

@@ -75,13 +75,37 @@ def loop_kind(request: pytest.FixtureRequest) -> Iterator[str]:
     import asyncfork  # lazily: the package may not import while it is being written
 
     kind: str = request.param
-    asyncfork.shutdown()
+    _shutdown()
     asyncfork.configure(loop=kind)  # type: ignore[arg-type]
     try:
         yield kind
     finally:
-        asyncfork.shutdown(cancel=True, timeout=5)
+        _shutdown(cancel=True, timeout=5)
         asyncfork.configure(loop=None)
+
+
+def _shutdown(**options: Any) -> None:
+    """af.shutdown(), from a helper thread if this one runs a loop (Playwright's sync API
+    keeps one running here while the browser is open): it raises DeadlockError there."""
+    import asyncfork
+
+    if asyncio._get_running_loop() is None:
+        asyncfork.shutdown(**options)
+        return
+    errors: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            asyncfork.shutdown(**options)
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=call)
+    thread.start()
+    thread.join(30)  # bounded: a shutdown that hangs fails the test
+    assert not thread.is_alive(), "af.shutdown() did not return within 30 s"
+    if errors:
+        raise errors[0]
 
 
 @pytest.fixture

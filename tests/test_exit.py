@@ -322,6 +322,38 @@ def test_daemon_forks_are_cancelled_not_drained_at_exit(child_loop: str) -> None
     assert_quiet(res.stderr)
 
 
+@posix_only
+def test_daemon_sync_fork_still_running_is_abandoned_at_exit(child_loop: str) -> None:
+    """A daemon sync fork (a heartbeat that never stops by itself) is abandoned at exit, not
+    waited for: the process ends promptly once the ordinary forks are drained."""
+    t0 = time.monotonic()
+    res = run_script(
+        """
+        beating = threading.Event()
+
+        def heartbeat():
+            beating.set()
+            while True:
+                threading.Event().wait(0.005)
+
+        def ordinary():
+            say("ordinary drained")
+
+        beat = af.fork.options(daemon=True)(heartbeat)
+        af.fork(ordinary)
+        assert beating.wait(5)
+        say("script end")
+        """,
+        child_loop,
+        timeout=15,
+    )
+    elapsed = time.monotonic() - t0
+    assert res.returncode == 0, res.stderr
+    assert sorted(res.stdout.splitlines()) == ["ordinary drained", "script end"]
+    assert elapsed < 10
+    assert_quiet(res.stderr)
+
+
 # -- Ctrl-C during the exit drain ----------------------------------------------------------
 
 

@@ -11,7 +11,8 @@ import sys
 import threading
 import traceback
 from asyncio import CancelledError
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from helpers import T, coro_fork_fn, double, forever, gated, sync_fork_fn, three, ticks, within
@@ -326,6 +327,250 @@ async def test_remove_done_callback_from_a_foreign_thread_while_pending():
     gate.set()
     await within(fut)
     assert called == []
+
+
+class _RaisingEq:
+    """A done-callback whose ``__eq__`` raises, as some callables' (numpy-like) do."""
+
+    def __init__(self) -> None:
+        self.calls: list[object] = []
+
+    def __call__(self, fut: object) -> None:
+        self.calls.append(fut)
+
+    def __eq__(self, other: object) -> bool:
+        raise TypeError("no comparing this")
+
+    __hash__ = object.__hash__
+
+
+def _in_daemon_thread(fn: Callable[[], object]) -> list[object]:
+    """Run fn in a daemon thread, bounded: a hang fails the test and cannot block exit."""
+    out: list[object] = []
+    thread = threading.Thread(target=lambda: out.append(fn()), daemon=True)
+    thread.start()
+    thread.join(T)
+    assert not thread.is_alive(), "the call hung"
+    return out
+
+
+async def test_remove_done_callback_from_a_foreign_thread_with_a_raising_eq():
+    """A registered callback whose __eq__ raises counts as unequal: removal from another
+    thread neither hangs nor raises, and the identical object is still found."""
+    gate = asyncio.Event()
+
+    async def body() -> int:
+        await gate.wait()
+        return 1
+
+    fut = af.fork(body)
+    raising = _RaisingEq()
+    others: list[object] = []
+    fut.add_done_callback(raising)
+    fut.add_done_callback(others.append)
+    assert await asyncio.to_thread(_in_daemon_thread, lambda: fut.remove_done_callback(print)) == [
+        0
+    ]
+    assert await asyncio.to_thread(
+        _in_daemon_thread, lambda: fut.remove_done_callback(others.append)
+    ) == [1]
+    assert fut.remove_done_callback(raising) == 1  # by identity, on the loop
+    gate.set()
+    assert await within(fut) == 1
+    await ticks()
+    assert raising.calls == []
+    assert others == []
+
+
+async def test_cancelled_await_with_a_raising_eq_callback_raises_its_timeout():
+    """A waiter leaving (here at a timeout) is not tripped by another callback's __eq__."""
+    gate = asyncio.Event()
+
+    async def body() -> int:
+        await gate.wait()
+        return 1
+
+    fut = af.fork(body)
+    raising = _RaisingEq()
+    fut.add_done_callback(raising)
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.01):
+            await fut
+    gate.set()
+    assert await within(fut) == 1
+    await ticks()
+    assert raising.calls == [fut]
+
+
+def _watched(base: type[asyncio.AbstractEventLoop]) -> type[asyncio.AbstractEventLoop]:
+    """A loop class that sets ``posted`` whenever another thread posts a call to it."""
+
+    class Watched(base):  # type: ignore[misc,valid-type]
+        posted: threading.Event | None = None
+
+        def call_soon_threadsafe(self, callback: Any, *args: Any, context: Any = None) -> Any:
+            handle = super().call_soon_threadsafe(callback, *args, context=context)
+            if self.posted is not None:
+                self.posted.set()
+            return handle
+
+    return Watched
+
+
+@pytest.fixture(params=["asyncio", "uvloop"])
+def user_loop(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A loop of the user's, run in steps by the test (stopped between them), closed after.
+
+    Its ``posted`` event, when set to one, is set as another thread posts a call to it.
+    """
+    import uvloop
+
+    base = asyncio.SelectorEventLoop if request.param == "asyncio" else uvloop.Loop
+    loop = _watched(base)()
+    try:
+        yield loop
+    finally:
+        if not loop.is_closed():
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+
+def _fork_on(loop: asyncio.AbstractEventLoop, func: Callable[[], object]) -> af.Future[object]:
+    """Fork a sync ``func`` on ``loop`` (as a root), then leave the loop stopped."""
+
+    async def make() -> af.Future[object]:
+        return af.fork(func)
+
+    return loop.run_until_complete(make())
+
+
+def test_remove_done_callback_does_not_wait_for_a_loop_that_is_not_running(user_loop):
+    """From a thread not running the Future's loop, removal returns its exact count at once,
+    even while that loop is stopped (here: by the very thread that would have to run it)."""
+    gate = threading.Event()
+    fut = _fork_on(user_loop, gated(gate, 5))
+    calls: list[object] = []
+    fut.add_done_callback(calls.append)  # posted: the stopped loop has not taken it in
+    fut.add_done_callback(calls.append)
+    assert _in_daemon_thread(lambda: fut.remove_done_callback(calls.append)) == [2]
+    assert fut.remove_done_callback(calls.append) == 0
+    kept: list[object] = []
+    fut.add_done_callback(kept.append)
+    gate.set()
+
+    async def settled() -> object:
+        return await asyncio.wait_for(fut, T)
+
+    assert user_loop.run_until_complete(settled()) == 5
+    user_loop.run_until_complete(asyncio.sleep(0))
+    assert calls == []
+    assert kept == [fut]
+
+
+def _race_removals_against_the_settle(threads: int) -> None:
+    """One round: each thread adds a callback, then removes it as the fork settles."""
+    gate = threading.Event()
+    fut = af.fork(gated(gate))
+    ran: list[int] = []
+    removed: list[int] = []
+    start = threading.Barrier(threads + 1, timeout=T)
+
+    def remover(i: int) -> None:
+        def cb(_f: object) -> None:
+            ran.append(i)
+
+        fut.add_done_callback(cb)
+        start.wait()
+        if fut.remove_done_callback(cb):
+            removed.append(i)
+
+    workers = [threading.Thread(target=remover, args=(i,)) for i in range(threads)]
+    for t in workers:
+        t.start()
+    start.wait()
+    gate.set()
+    for t in workers:
+        t.join(T)
+    assert fut.result(timeout=T) == "value"
+    af.wait(af.fork(double, 0), timeout=T)  # the loop has run whatever it adopted late
+    assert sorted(ran + removed) == list(range(threads))
+
+
+def test_callbacks_removed_while_the_fork_settles_run_or_count_never_both(loop_kind):
+    """Removals from many threads race the settling loop: each registration is either run
+    once or counted as removed, never both and never neither."""
+    for _ in range(20):
+        _race_removals_against_the_settle(8)
+
+
+# -- a sync fork whose loop closed ---------------------------------------------------------
+
+
+def test_wait_on_a_sync_fork_still_running_after_asyncio_run_gets_its_value():
+    """The rule: a sync fork still running when its loop closes finishes in its thread, and
+    waiting on it then gets its value (never "loop is closed", then a value later)."""
+    gate, started = threading.Event(), threading.Event()
+
+    def body() -> int:
+        started.set()
+        assert gate.wait(T)
+        return 42
+
+    async def main() -> af.Future[int]:
+        fut = af.fork(body)
+        await asyncio.to_thread(started.wait, T)
+        return fut
+
+    fut = asyncio.run(main())  # closes its loop while the fork runs
+    with pytest.raises(TimeoutError):
+        af.wait(fut, timeout=0.01)  # watched like any other fork: it is still running
+    with pytest.raises(TimeoutError):
+        fut.result(timeout=0.01)
+    called = threading.Event()
+    fut.add_done_callback(lambda _f: called.set())
+    waited: list[object] = []
+    waiter = threading.Thread(target=lambda: waited.append(af.wait(fut, timeout=T)))
+    waiter.start()
+    gate.set()
+    waiter.join(T)
+    assert waited == [42]
+    assert called.wait(T)
+    assert af.wait(fut, timeout=T) == 42
+
+
+async def test_await_from_another_loop_on_a_sync_fork_whose_loop_closed():
+    """Awaiting from another loop follows the same rule: the value arrives."""
+    gate, started = threading.Event(), threading.Event()
+
+    def body() -> str:
+        started.set()
+        assert gate.wait(T)
+        return "late"
+
+    async def main() -> af.Future[str]:
+        fut = af.fork(body)
+        await asyncio.to_thread(started.wait, T)
+        return fut
+
+    fut = await asyncio.to_thread(asyncio.run, main())
+    waiting = asyncio.ensure_future(within(fut))
+    await ticks()
+    gate.set()
+    assert await waiting == "late"
+
+
+def test_outcome_posted_as_the_loop_closes_reaches_its_waiters(user_loop):
+    """A sync fork's outcome posted to a stopped loop that then closes without running it
+    is not lost: a waiter that finds the loop closed settles the Future with it."""
+    gate = threading.Event()
+    fut = _fork_on(user_loop, gated(gate, "kept"))
+    user_loop.posted = threading.Event()
+    gate.set()
+    assert user_loop.posted.wait(T)  # the outcome is posted; the stopped loop never runs it
+    user_loop.close()
+    assert not fut.done()
+    assert af.wait(fut, timeout=T) == "kept"
+    assert fut.result() == "kept"
 
 
 async def test_raising_done_callback_goes_to_exception_handler_others_still_run():

@@ -6,6 +6,9 @@ import asyncio
 import contextvars
 import gc
 import logging
+import subprocess
+import sys
+import textwrap
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -322,3 +325,145 @@ def test_a_fork_call_that_raises_after_fork_made_reports_fork_finished():
         contexts[0].run(af.fork.options(detached=True), abs, -1)  # its host loop is closed
     assert [hook for hook, _, _ in log.calls] == ["made", "finished"]
     assert isinstance(log.calls[1][2], RuntimeError)
+
+
+def _run_script(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-W", "error", "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_an_interrupt_raised_in_fork_finished_still_settles_the_fork_and_reaches_af_run():
+    """A Ctrl-C landing in a hook on the loop: the fork is settled and joined all the same,
+    and af.run raises KeyboardInterrupt (it used to hang in its cleanup)."""
+    result = _run_script(
+        """
+        import asyncfork as af
+
+        class Interrupting(af.Instrument):
+            def fork_finished(self, fut, exc):
+                if fut.name == "victim":
+                    raise KeyboardInterrupt
+
+        async def victim():
+            return 1
+
+        async def main():
+            return await af.fork.options(name="victim")(victim)
+
+        af.instrument(Interrupting())
+        try:
+            af.run(main)
+        except KeyboardInterrupt:
+            print("interrupted")
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "interrupted"
+
+
+def test_system_exit_raised_in_fork_finished_wakes_the_waiter_and_lets_the_process_exit():
+    result = _run_script(
+        """
+        import asyncfork as af
+
+        class Exiting(af.Instrument):
+            def fork_finished(self, fut, exc):
+                raise SystemExit(0)
+
+        af.instrument(Exiting())
+        fut = af.fork(abs, -2)
+        print(fut.result(timeout=10))
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "2"
+
+
+def test_an_interrupt_raised_in_a_sync_fork_hook_fails_that_fork_and_kills_no_thread():
+    result = _run_script(
+        """
+        import asyncfork as af
+
+        class Interrupting(af.Instrument):
+            def fork_started(self, fut, where):
+                raise KeyboardInterrupt
+
+        with af.instrument(Interrupting()):
+            fut = af.fork(abs, -2)
+            try:
+                fut.result(timeout=10)
+            except KeyboardInterrupt:
+                print("fork failed with KeyboardInterrupt")
+        print(af.wait(af.fork(abs, -3), timeout=10))
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Exception in thread" not in result.stderr
+    assert result.stdout.split() == ["fork", "failed", "with", "KeyboardInterrupt", "3"]
+
+
+def test_an_interrupt_raised_in_a_coroutine_fork_start_leaves_no_unawaited_coroutine():
+    result = _run_script(
+        """
+        import gc
+        import asyncfork as af
+
+        class Interrupting(af.Instrument):
+            def fork_started(self, fut, where):
+                raise KeyboardInterrupt
+
+        async def child():
+            return 1
+
+        with af.instrument(Interrupting()):
+            fut = af.fork(child)
+            try:
+                fut.result(timeout=10)
+            except KeyboardInterrupt:
+                print("fork failed with KeyboardInterrupt")
+        gc.collect()
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert "never awaited" not in result.stderr
+    assert result.stdout.strip() == "fork failed with KeyboardInterrupt"
+
+
+def test_forks_and_waits_made_inside_a_hook_reach_no_instrument():
+    made: list[str] = []
+
+    class ForksInHook(af.Instrument):
+        def fork_made(self, fut: af.Future[Any]) -> None:
+            made.append(fut.name)
+            if fut.name == "outer":
+                assert af.wait(af.fork.options(name="inner")(abs, -1), timeout=T) == 1
+
+    instrument = ForksInHook()
+    with af.instrument(instrument):
+        assert af.wait(af.fork.options(name="outer")(abs, -2), timeout=T) == 2
+        assert instrument in _instruments.installed()  # not removed: nothing failed
+    assert made == ["outer"]
+
+
+def test_fork_made_and_fork_finished_stay_paired_when_a_later_fork_made_raises():
+    class Stop(BaseException):
+        pass
+
+    class Stopping(af.Instrument):
+        def fork_made(self, fut: af.Future[Any]) -> None:
+            raise Stop
+
+    log = Log()
+    with af.instrument(log), af.instrument(Stopping()), pytest.raises(Stop):
+        af.fork(abs, -1)
+    assert [hook for hook, _, _ in log.calls] == ["made", "finished"]
+    assert isinstance(log.calls[1][2], Stop)
+
+
+def test_an_instrument_class_is_refused_with_what_to_write():
+    with pytest.raises(TypeError, match=r"not the class Log: write af.instrument\(Log\(\)\)"):
+        af.instrument(Log)

@@ -12,12 +12,14 @@ import pickle
 import sys
 import threading
 import time
+import warnings
 from asyncio import CancelledError
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from typing import Any
 
 import pytest
-from helpers import WORKER_NAME, T, double, handler_calls, three, within
+from helpers import WORKER_NAME, T, closed_unstarted, double, forever, handler_calls, three, within
 
 import asyncfork as af
 
@@ -753,3 +755,182 @@ def test_executor_fork_finishing_after_its_loop_closed_still_settles(loop_kind, 
     go.set()
     assert settled.wait(T)
     assert fut.result(timeout=T) == "value"
+
+
+def _silence_never_awaited() -> None:
+    """In a process pool's workers: the coroutine that cannot be sent back is dropped there."""
+    warnings.filterwarnings("ignore", message="coroutine .* was never awaited")
+
+
+@pytest.fixture(scope="module")
+def silent_process_pool() -> Iterator[ProcessPoolExecutor]:
+    """A process pool whose workers drop, without a warning, a coroutine they cannot send back."""
+    ctx = multiprocessing.get_context("forkserver" if sys.platform != "win32" else "spawn")
+    with ProcessPoolExecutor(
+        max_workers=1, mp_context=ctx, initializer=_silence_never_awaited
+    ) as ex:
+        yield ex
+
+
+# -- executor forks whose sync callable returns a coroutine ---------------------------------
+
+
+async def _where(x: int) -> tuple[int, Any, Any, str]:
+    return (
+        x * 2,
+        asyncio.get_running_loop(),
+        af.current(),
+        threading.current_thread().name,
+    )
+
+
+def _returns_where(x: int) -> Any:
+    return _where(x)
+
+
+async def test_a_returned_coroutine_runs_on_the_host_loop_as_the_same_fork(
+    executor: concurrent.futures.ThreadPoolExecutor,
+) -> None:
+    fut = af.fork.options(executor=executor)(_returns_where, 21)
+    value, loop, current, thread = await within(fut)
+    assert value == 42
+    assert loop is asyncio.get_running_loop()
+    assert current is fut
+    assert thread == threading.current_thread().name
+    assert fut.kind == "executor"
+
+
+def test_a_returned_coroutine_from_a_plain_thread_runs_on_the_background_loop(
+    loop_kind: str, executor: concurrent.futures.ThreadPoolExecutor
+) -> None:
+    value, _loop, current, thread = af.fork.options(executor=executor)(_returns_where, 1).result(
+        timeout=T
+    )
+    assert value == 2
+    assert current is not None
+    assert thread == "asyncfork-loop"
+
+
+async def test_the_returned_coroutines_children_are_joined_before_the_fork_settles(
+    executor: concurrent.futures.ThreadPoolExecutor,
+) -> None:
+    log: list[str] = []
+    child_running, release = asyncio.Event(), asyncio.Event()
+
+    async def child() -> None:
+        child_running.set()
+        await release.wait()
+        log.append("child")
+
+    async def part() -> str:
+        af.fork(child)  # a child of the executor fork, joined by it
+        return "part"
+
+    fut = af.fork.options(executor=executor)(lambda: part())
+    await within(child_running.wait())
+    assert not fut.done()  # the part returned; its child holds the fork open
+    release.set()
+    assert await within(fut) == "part"
+    assert log == ["child"]
+
+
+async def test_a_returned_coroutine_that_raises_fails_the_fork(
+    executor: concurrent.futures.ThreadPoolExecutor,
+) -> None:
+    async def boom() -> None:
+        raise ValueError("from the coroutine part")
+
+    fut = af.fork.options(executor=executor)(lambda: boom())
+    with pytest.raises(ValueError, match="from the coroutine part"):
+        await within(fut)
+
+
+async def test_a_returned_coroutine_starts_in_a_fresh_context(
+    executor: concurrent.futures.ThreadPoolExecutor,
+) -> None:
+    import contextvars
+
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("executor_var", default="unset")
+    var.set("forker")
+
+    async def read() -> str:
+        return var.get()
+
+    assert await within(af.fork.options(executor=executor)(lambda: read())) == "unset"
+
+
+async def test_cancelled_while_the_call_ran_closes_the_coroutine_unstarted(
+    executor: concurrent.futures.ThreadPoolExecutor,
+) -> None:
+    started, gate = threading.Event(), threading.Event()
+    made: list[Any] = []
+
+    def body() -> Any:
+        started.set()
+        assert gate.wait(T)
+        coro = forever()
+        made.append(coro)
+        return coro
+
+    fut = af.fork.options(executor=executor)(body)
+    assert await asyncio.to_thread(started.wait, T)
+    assert fut.cancel()
+    gate.set()
+    with pytest.raises(asyncio.CancelledError):
+        await within(fut)
+    assert closed_unstarted(made[0])  # never awaited, and no warning about it
+
+
+async def test_cancelling_the_coroutine_part_cancels_it(
+    executor: concurrent.futures.ThreadPoolExecutor,
+) -> None:
+    running = asyncio.Event()
+    cleanup: list[str] = []
+
+    async def part() -> None:
+        running.set()
+        try:
+            await forever()
+        finally:
+            cleanup.append("done")
+
+    fut = af.fork.options(executor=executor)(lambda: part())
+    await within(running.wait())
+    assert fut.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await within(fut)
+    assert cleanup == ["done"]
+
+
+async def test_a_process_pool_cannot_send_a_coroutine_back(
+    silent_process_pool: concurrent.futures.ProcessPoolExecutor,
+) -> None:
+    fut = af.fork.options(executor=silent_process_pool)(_returns_where, 3)
+    with pytest.raises(Exception, match="pickle") as info:
+        await within(fut, T * 2)
+    assert not asyncio.iscoroutine(info.value)
+
+
+def test_a_coroutine_returned_after_the_loop_closed_fails_the_fork_and_is_closed(
+    executor: concurrent.futures.ThreadPoolExecutor,
+) -> None:
+    started, gate = threading.Event(), threading.Event()
+    made: list[Any] = []
+
+    def body() -> Any:
+        started.set()
+        assert gate.wait(T)
+        coro = forever()
+        made.append(coro)
+        return coro
+
+    async def main() -> af.Future[Any]:
+        fut = af.fork.options(executor=executor)(body)
+        await asyncio.to_thread(started.wait, T)
+        return fut
+
+    fut = asyncio.run(main())  # its loop closes while the call runs
+    gate.set()
+    with pytest.raises(RuntimeError, match="returned a coroutine after its loop closed"):
+        af.wait(fut, timeout=T)
+    assert closed_unstarted(made[0])

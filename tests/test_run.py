@@ -9,11 +9,12 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import uvloop
-from helpers import T, double, forever, three
+from helpers import T, double, forever, three, within
 
 import asyncfork as af
 
@@ -403,6 +404,104 @@ def test_shutdown_on_the_background_loop_is_deadlock_error(loop_kind):
         return "ok"
 
     assert af.fork(body).result(timeout=T) == "ok"
+
+
+async def test_shutdown_on_a_loop_thread_is_deadlock_error():
+    """af.shutdown() on any thread running a loop raises DeadlockError at once: blocking that
+    loop would hang a background fork that needs it (here: one that runs code on it)."""
+    loop = asyncio.get_running_loop()
+
+    async def on_this_loop() -> str:
+        return "ran here"
+
+    async def needs_this_loop() -> str:
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(on_this_loop(), loop))
+
+    fut = await asyncio.to_thread(af.fork, needs_this_loop)  # a background fork
+    with pytest.raises(af.DeadlockError, match=r"asyncio\.to_thread\(af\.shutdown\)"):
+        af.shutdown(timeout=0.5)
+    assert await within(fut) == "ran here"
+    await within(asyncio.to_thread(af.shutdown, timeout=T), T * 2)  # what the message says
+
+
+# -- daemon sync forks: abandoned, never waited for -----------------------------------------
+
+
+@pytest.fixture
+def heartbeat() -> Iterator[tuple[Callable[[], str], threading.Event, threading.Event]]:
+    """A sync heartbeat loop that stops only when told; told at teardown, whatever happened."""
+    beating, stop = threading.Event(), threading.Event()
+
+    def beat() -> str:
+        beating.set()
+        while not stop.wait(0.005):
+            pass
+        return "stopped"
+
+    try:
+        yield beat, beating, stop
+    finally:
+        stop.set()
+
+
+def _bounded(fn: Callable[[], object], seconds: float = T) -> list[object]:
+    """Call fn in a daemon thread and return [its value]; fail if it has not returned in time."""
+    out: list[object] = []
+    thread = threading.Thread(target=lambda: out.append(fn()), daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"still blocked after {seconds}s"
+    return out
+
+
+def test_run_abandons_a_running_daemon_sync_fork(loop_kind, heartbeat):
+    """af.run cancels its daemon forks: a daemon sync fork still running is abandoned, so
+    af.run returns at once; the call itself goes on until it stops by itself."""
+    beat, beating, stop = heartbeat
+    made: dict[str, af.Future[str]] = {}
+
+    async def root() -> str:
+        made["beat"] = af.fork.options(detached=True, daemon=True)(beat)
+        await asyncio.to_thread(beating.wait, T)
+        return "root"
+
+    assert _bounded(lambda: af.run(root)) == ["root"]
+    assert made["beat"].cancelled()
+    assert not stop.is_set()  # abandoned, not killed: the heartbeat still runs
+
+
+@pytest.mark.parametrize("how", ["drain", "cancel", "cancelled_before"])
+def test_shutdown_abandons_a_running_daemon_sync_fork(loop_kind, heartbeat, how):
+    """af.shutdown() cancels daemon forks (also with cancel=True, and also one that was
+    cancelled before and waited for): a running daemon sync call is not waited for."""
+    beat, beating, _stop = heartbeat
+    daemon = af.fork.options(daemon=True)(beat)
+    ordinary = af.fork(three)
+    assert beating.wait(T)
+    if how == "cancelled_before":
+        assert daemon.cancel()  # on_cancel="wait": an ordinary cancel would wait for it
+        with pytest.raises(TimeoutError):
+            daemon.result(timeout=0.01)
+    _bounded(lambda: af.shutdown(cancel=how == "cancel", timeout=T))
+    assert daemon.cancelled()
+    assert ordinary.done()
+    assert background_threads() == []
+
+
+def test_a_sync_fork_abandoned_just_as_its_call_returned_still_ends():
+    """An on_cancel="abandon" cancel that reaches the loop after the call returned, but
+    before its outcome did, still ends the fork (cancelled). Daemon forks are cancelled this
+    way at shutdown, so a heartbeat returning at that moment cannot hang it."""
+
+    class CancelAsItReturns(af.Instrument):
+        def fork_busy(self, fut: af.Future[Any], seconds: float) -> None:
+            if fut.name == "returning":
+                fut.cancel()  # the call has returned; its outcome is posted after this
+
+    with af.instrument(CancelAsItReturns()):
+        fut = af.fork.options(name="returning", on_cancel="abandon")(lambda: "value")
+        with pytest.raises(asyncio.CancelledError):
+            fut.result(timeout=T)
 
 
 SHUTDOWN_RACE = textwrap.dedent(

@@ -221,3 +221,34 @@ def test_tree_in_an_os_fork_child_forgets_the_loops_of_other_threads() -> None:
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_loops_dropped_without_close_are_not_kept_alive_by_their_root_sets() -> None:
+    """The root set of a loop asyncfork does not own must not keep that loop (and its file
+    descriptors) alive once the program has dropped it, closed or not."""
+    import gc
+    import warnings
+    import weakref
+
+    async def one() -> int:
+        return 1
+
+    async def main() -> int:
+        return await af.fork(one)
+
+    dropped = []
+    with warnings.catch_warnings():
+        # The loops are dropped unclosed and collected here: that is this test's point.
+        warnings.simplefilter("ignore", ResourceWarning)
+        for _ in range(20):
+            loop = asyncio.new_event_loop()
+            assert loop.run_until_complete(main()) == 1
+            dropped.append(weakref.ref(loop))
+            del loop  # dropped without close()
+        gc.collect()
+        alive = [ref() for ref in dropped if ref() is not None]
+        assert len(alive) <= 1  # at most the last one, until another loop forks
+        for loop in alive:  # close what is left, so nothing warns in a later test
+            if loop is not None:
+                loop.close()
+        del alive
