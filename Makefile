@@ -69,5 +69,5 @@ lint: $(VENV)/.stamp-lint
 	$(VENV)/bin/pyright --pythonpath $(VPY)
 
 clean:
-	rm -rf .venv .venv313 build dist *.egg-info .coverage .coverage.* htmlcov \
+	rm -rf .venv .venv312 .venv313 build dist *.egg-info .coverage .coverage.* htmlcov \
 		.mypy_cache .ruff_cache .pytest_cache

@@ -13,9 +13,9 @@ from typing import Any
 
 from . import _instruments
 from ._coroutine_fork import cancel_coroutine, drive_returned, new_task
-from ._future import PENDING, TAKEN_IN, Future
+from ._future import PENDING, TAKEN_IN, Future, SettleIfDropped
 from ._instruments import HOOKS
-from ._mailbox import post
+from ._mailbox import owns_loop, post
 from ._outcome import finish
 
 
@@ -36,7 +36,10 @@ def start_executor(
     def returned(cf: Any) -> None:
         fut._handoff = _settle_posted  # until the loop takes it in (see sync_returned)
         try:
-            post(loop, executor_settle, fut, cf)
+            if owns_loop(loop):
+                post(loop, executor_settle, fut, cf)
+            else:  # a user's loop may be closed with the call still queued
+                post(loop, SettleIfDropped(fut, executor_settle, fut, cf))
         except RuntimeError:  # the loop is closed: settle here
             if fut._claim_handoff() is not None:
                 _settle_off_loop(fut, cf)

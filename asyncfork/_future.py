@@ -99,8 +99,22 @@ class Future(Node, Generic[T_co]):
     """
 
     __module__ = "asyncfork"
-    # Lets asyncio.wait, gather and ensure_future take a Future as it is.
-    _asyncio_future_blocking = False
+
+    # asyncio.isfuture() reads this. On its own loop's thread, and in threads without a
+    # running loop, a Future is future-like, so asyncio.wait, gather and ensure_future
+    # take it as it is. To code on another loop it is a plain awaitable (None here):
+    # those combinators then wrap it in a Task of *their* loop, as they do any awaitable,
+    # since a future-like whose get_loop() is another loop makes them raise.
+    @property
+    def _asyncio_future_blocking(self) -> bool | None:
+        running = _get_running_loop()
+        if running is None or running is self._loop:
+            return False
+        return None
+
+    @_asyncio_future_blocking.setter
+    def _asyncio_future_blocking(self, value: bool) -> None:
+        pass  # never awaited by yielding itself, so never blocking
 
     # Slots for what every fork writes; the rest lives in the instance dict, which
     # Python only allocates for the few forks that set one of them (a failure, a
@@ -277,7 +291,7 @@ class Future(Node, Generic[T_co]):
                     callbacks.append(waiter)
             else:
                 waker = _ForeignWaker(loop, waiter)
-                self.add_done_callback(waker)
+                self._add_from_afar(waker, None)
             try:
                 yield from waiter
             except BaseException:
@@ -397,21 +411,25 @@ class Future(Node, Generic[T_co]):
         """
         if context is None:
             context = copy_context()  # as asyncio does: the adding code's context, not ours
+        running = _get_running_loop()
         if self._state != PENDING:
-            running = _get_running_loop()
             if running is None:
                 _call(fn, self, context)
             else:
                 running.call_soon(fn, self, context=context)
-        elif _get_running_loop() is self._loop:
+        elif running is self._loop:
             cb = _Callback()
             cb.append(fn)
             cb.context = context
             self._append_callback(cb)
-        else:
+        elif running is None:
             self._add_from_afar(fn, context)
+        else:
+            # Added on another loop's thread: the callback runs on *that* loop, as its code
+            # (asyncio.wait, say) expects of a future it waits on.
+            self._add_from_afar(_Delivered(running, fn, context), None)
 
-    def _add_from_afar(self, fn: Callable[[Future[T_co]], object], context: Context) -> None:
+    def _add_from_afar(self, fn: Callable[[Future[T_co]], object], context: Context | None) -> None:
         """From a thread that does not run the loop: register at once, post the rest.
 
         The callback is in ``_incoming`` until the loop adopts it, so a removal from
@@ -664,6 +682,34 @@ def TAKEN_IN(fut: Future[Any]) -> None:  # a marker, named as a constant
     raise AssertionError("TAKEN_IN is a marker")
 
 
+class SettleIfDropped:
+    """A sync fork's outcome posted to a user's loop: settles the fork if never run.
+
+    A user's loop that is stopped and then closed drops its pending callbacks. This
+    call is dropped with them, and its finalizer (in the thread that closes the loop)
+    settles the fork from the outcome kept on the Future, as a waiter that finds the
+    loop closed would. Once the loop took the outcome in, the claim finds nothing.
+    asyncfork's own loops need none: they are closed by asyncfork.
+    """
+
+    __slots__ = ("args", "fn", "fut")
+
+    def __init__(self, fut: Future[Any], fn: Callable[..., object], *args: Any) -> None:
+        self.fut = fut
+        self.fn = fn
+        self.args = args
+
+    def __call__(self) -> None:
+        self.fn(*self.args)
+
+    def __del__(self) -> None:
+        fut = self.fut
+        if fut._state == PENDING and fut._loop.is_closed():
+            settle = fut._claim_handoff()
+            if settle is not None:
+                settle(fut)
+
+
 _CALL_STARTED = (_threads.QUEUED, _threads.RUNNING, _threads.FINISHED)
 
 # Guards every Future's _incoming (rarely contended: only adds from other threads take it).
@@ -723,3 +769,30 @@ class _ForeignWaker:
             post(self.loop, wake, self.waiter)
         except RuntimeError:  # the waiting loop is gone; nobody is left to wake
             pass
+
+
+class _Delivered:
+    """A done-callback added on another loop's thread: runs there, posted when the fork ends.
+
+    Equal to the callable it wraps, so ``remove_done_callback(fn)`` finds it.
+    """
+
+    __slots__ = ("context", "fn", "loop")
+
+    def __init__(
+        self, loop: AbstractEventLoop, fn: Callable[[Any], object], context: Context
+    ) -> None:
+        self.loop = loop
+        self.fn = fn
+        self.context = context
+
+    def __call__(self, fut: object) -> None:
+        try:
+            post(self.loop, _call, self.fn, fut, self.context)
+        except RuntimeError:  # that loop is closed: nobody is left to run it
+            pass
+
+    def __eq__(self, other: object) -> bool:
+        return self.fn is other or _equal(self.fn, other)
+
+    __hash__ = object.__hash__

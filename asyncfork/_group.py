@@ -52,6 +52,8 @@ class Group(Node):
         self._timed_out = False
         self._user_cancelled = False
         self._owner_cancelled = False  # we cancelled the owning task
+        # Set when the scope the group is open in was cancelled: the exit raises it.
+        self._scope_cancel: CancelledError | None = None
         self._errors: list[BaseException] = []
         self._base_error: BaseException | None = None
         self._holding: set[Future[Any]] = set()
@@ -89,6 +91,9 @@ class Group(Node):
         if self._timeout is not None:
             deadline = time.monotonic() + self._timeout
             post(loop, self._arm_timer, deadline)
+        # After _add_group: a cancellation of the holder either sees the group or is seen here.
+        if self._holder._cancelling():
+            self._cancel_from_scope(None)
 
     def _arm_timer(self, deadline: float) -> None:
         if self._state == _OPEN:
@@ -200,6 +205,33 @@ class Group(Node):
         else:
             post(loop, self._cancel_on_loop)
 
+    def _cancel_from_scope(self, msg: str | None) -> None:
+        """The scope the group is open in is being cancelled: cancel as ``cancel()`` does.
+
+        Called on the scope's loop, which may not be the group's. The exit then raises
+        ``CancelledError``, as it does for an outside cancellation of the owning task: in a
+        sync group, whose body cannot be interrupted, the code after the block never runs.
+        """
+        if self._state == _CLOSED or self._scope_cancel is not None:
+            return
+        self._scope_cancel = CancelledError(msg) if msg is not None else CancelledError()
+        self._user_cancelled = True
+        loop = self._loop
+        assert loop is not None
+        if asyncio._get_running_loop() is loop:
+            self._cancel_on_loop()
+        else:
+            try:
+                post(loop, self._cancel_on_loop)
+            except RuntimeError:  # the group's loop is closed: nothing is left to cancel
+                pass
+
+    def _cancelling(self) -> bool:
+        return self._refusing
+
+    def _holds_slot(self, child: Future[Any]) -> bool:
+        return child in self._holding
+
     def _cancel_on_loop(self) -> None:
         if self._state == _OPEN:
             self._user_cancelled = True
@@ -310,6 +342,8 @@ class Group(Node):
                 propagate = None  # no cancellation but ours
         elif propagate is not None and self._refused(propagate):
             propagate = None
+        if propagate is None and self._scope_cancel is not None:
+            propagate = self._scope_cancel  # its scope was cancelled: so is the code after it
         self._close_on_loop()
         self._reset_scope()
         return self._raise_outcome(exc, propagate)
@@ -343,7 +377,10 @@ class Group(Node):
             self._reset_scope()
             raise
         self._reset_scope()
-        return self._raise_outcome(exc, outcome[0])
+        outside_cancel = outcome[0]
+        if outside_cancel is None and self._scope_cancel is not None:
+            outside_cancel = self._scope_cancel  # its scope was cancelled: the rest is skipped
+        return self._raise_outcome(exc, outside_cancel)
 
     def _interrupted(self) -> None:
         """Ctrl-C at a sync group's exit: cancel the children and close, without waiting."""

@@ -12,32 +12,63 @@ posted. Loops asyncfork does not own get plain ``call_soon_threadsafe``.
 
 from __future__ import annotations
 
-from asyncio import AbstractEventLoop
+import threading
+from asyncio import AbstractEventLoop, _get_running_loop
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 # The most calls one wake-up runs before the loop gets back to its other work.
 _BATCH = 256
+# Back-pressure: a thread without a running loop that finds this many calls queued waits
+# until the loop has brought the queue down to _LOW. A loop's thread never waits.
+_LIMIT = 16384
+_LOW = _LIMIT // 2
 
 
 class Mailbox:
     """The queue of calls posted to one loop from other threads."""
 
-    __slots__ = ("_calls", "_scheduled", "loop")
+    __slots__ = ("_calls", "_room", "_scheduled", "_waiting", "closed", "loop")
 
     def __init__(self, loop: AbstractEventLoop) -> None:
         self.loop = loop
         self._calls: deque[tuple[Callable[..., object], tuple[Any, ...]]] = deque()
         self._scheduled = False
+        self._waiting = 0  # threads waiting for room, under _room's lock
+        self._room = threading.Condition(threading.Lock())
+        self.closed = False
 
     def post(self, fn: Callable[..., object], args: tuple[Any, ...]) -> None:
+        if len(self._calls) >= _LIMIT and _get_running_loop() is None:
+            self._wait_for_room()
         self._calls.append((fn, args))
         # Racy by design, and safe: _run clears the flag before it drains the queue, so
         # a call appended before a stale True is seen is still drained by that run.
         if not self._scheduled:
             self._scheduled = True
             self.loop.call_soon_threadsafe(self._run)
+
+    def _wait_for_room(self) -> None:
+        """Block this thread (it runs no loop) until the loop has drained the queue to _LOW.
+
+        Never on a loop's thread: a loop waiting on another loop's mailbox while that
+        loop posts to its own could deadlock, and a loop posting to itself never may.
+        """
+        room = self._room
+        with room:
+            self._waiting += 1  # before the check: _run reads it after it pops
+            try:
+                while len(self._calls) > _LOW:
+                    if self.closed or self.loop.is_closed():
+                        raise RuntimeError("Event loop is closed")
+                    room.wait(0.5)  # bounded: re-checks a loop that closed meanwhile
+            finally:
+                self._waiting -= 1
+
+    def _wake_posters(self) -> None:
+        with self._room:
+            self._room.notify_all()
 
     def _run(self) -> None:
         self._scheduled = False
@@ -58,6 +89,8 @@ class Mailbox:
                         {"message": f"exception in {fn!r} posted to the loop", "exception": exc}
                     )
         finally:
+            if self._waiting and len(calls) <= _LOW:
+                self._wake_posters()
             if calls and not self._scheduled:  # calls came in meanwhile, or an interrupt
                 self._scheduled = True
                 self.loop.call_soon(self._run)
@@ -71,7 +104,15 @@ def open_mailbox(loop: AbstractEventLoop) -> None:
 
 
 def close_mailbox(loop: AbstractEventLoop) -> None:
-    _mailboxes.pop(loop, None)
+    box = _mailboxes.pop(loop, None)
+    if box is not None:
+        box.closed = True
+        box._wake_posters()
+
+
+def owns_loop(loop: AbstractEventLoop) -> bool:
+    """Is ``loop`` one of asyncfork's own (with a mailbox)?"""
+    return loop in _mailboxes
 
 
 def post(loop: AbstractEventLoop, fn: Callable[..., object], *args: Any) -> None:

@@ -57,8 +57,9 @@ class Node:
     _admits_at_once: bool = True  # no admission step (a group has one)
     # Depth of the fork whose code runs in this scope (-1: none); a Future is its own.
     _depth: int = -1
-    # Groups open in this scope: af.tree() walks into them. Changed from the thread that
-    # enters and exits the group (one set operation, atomic), read only by af.tree().
+    # Groups open in this scope: af.tree() walks into them, and cancelling the scope's
+    # children cancels them. Changed from the thread that enters the group and on the loop
+    # at its exit (one set operation each, atomic); read as a copy.
     _groups: set[Node] | None = None
 
     def _add_group(self, group: Node) -> None:
@@ -70,6 +71,18 @@ class Node:
     def _discard_group(self, group: Node) -> None:
         if self._groups is not None:
             self._groups.discard(group)
+
+    def _cancelling(self) -> bool:
+        """True once this scope is being cancelled: a group entered in it is cancelled at once."""
+        return self._cancel_requested
+
+    def _cancel_from_scope(self, msg: str | None) -> None:
+        """A group: the scope it is open in is being cancelled (called on that scope's loop)."""
+        raise NotImplementedError
+
+    def _holds_slot(self, child: Future[Any]) -> bool:
+        """A group with a limit: True while ``child`` holds one of its slots."""
+        return False
 
     def _fork_target(self, func: object) -> tuple[AbstractEventLoop, Future[Any] | None]:
         """The loop a fork made in this scope runs on, and its parent; raises if closed."""
@@ -128,6 +141,11 @@ class Node:
         if self._children:
             for child in list(self._children):
                 child._cancel_on_loop(msg)
+        if self._groups:
+            # The groups open in this scope: their children are not this scope's, and a sync
+            # group's body cannot be interrupted. Copied: the body's thread may add one.
+            for group in tuple(self._groups):
+                group._cancel_from_scope(msg)
 
     def _unretrieved_failures(self) -> list[BaseException]:
         """Failures of children that nobody has looked at; marks them as reported."""
@@ -150,12 +168,30 @@ def current_fork() -> Future[Any] | None:
 
 
 def check_not_waiting_on_itself(fut: Future[Any], how: str) -> None:
-    """Raise DeadlockError if the running fork waits on itself or on an ancestor."""
+    """Raise DeadlockError if the running fork waits on itself or on an ancestor.
+
+    Or on a sibling queued for the only slot of a ``group(limit=1)`` that the running
+    fork (or an ancestor of it) holds: the sibling can only start after it finishes.
+    """
     cur = current_fork()
     if cur is None or fut._depth > cur._depth:
         return
+    group = fut._scope
+    if group is not None and (group._limit != 1 or fut.done()):
+        group = None
     node: Future[Any] | None = cur
     while node is not None:
+        if (
+            group is not None
+            and node is not fut
+            and node._scope is group
+            and group._holds_slot(node)
+        ):
+            raise DeadlockError(
+                f"{cur!r} waits ({how}) on {fut!r}, which waits for the only slot of "
+                f"{group!r}; {node!r} holds that slot until it finishes: this would hang "
+                "forever. Raise the group's limit, or fork the work outside the group."
+            )
         if node is fut:
             who = "its own Future" if fut is cur else f"its ancestor {fut!r}"
             raise DeadlockError(

@@ -11,8 +11,8 @@ from typing import Any
 
 from . import _threads
 from ._coroutine_fork import cancel_coroutine, drive_returned, new_task
-from ._future import PENDING, TAKEN_IN, Future
-from ._mailbox import post
+from ._future import PENDING, TAKEN_IN, Future, SettleIfDropped
+from ._mailbox import owns_loop, post
 from ._outcome import finish
 from ._runner import note_interrupt
 from ._threads import WorkItem
@@ -35,7 +35,11 @@ def sync_returned(item: WorkItem, value: Any, error: BaseException | None) -> No
             fut._posted_error = error
     fut._handoff = _settle_posted
     try:
-        post(fut._loop, sync_settle, fut, item, value, error)
+        loop = fut._loop
+        if owns_loop(loop):
+            post(loop, sync_settle, fut, item, value, error)
+        else:  # a user's loop may be closed with the call still queued
+            post(loop, SettleIfDropped(fut, sync_settle, fut, item, value, error))
     except RuntimeError:  # the loop is closed: settle here, nobody else can
         if fut._claim_handoff() is not None:
             if error is not None:

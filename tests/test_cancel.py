@@ -474,6 +474,121 @@ async def test_child_forked_after_its_sync_parent_was_cancelled_never_starts(on_
     assert child_ran == []
 
 
+# -- groups open in a cancelled fork --------------------------------------------------------
+
+
+def _grandchild(started: threading.Event, cancelled: threading.Event):
+    async def grandchild():
+        started.set()
+        try:
+            await forever()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    return grandchild
+
+
+@pytest.mark.parametrize("on_cancel", ["wait", "abandon"])
+async def test_cancelling_a_sync_fork_reaches_the_children_of_a_sync_group_inside_it(on_cancel):
+    """A running sync fork's children are cancelled at once: the children of a `with
+    af.group()` open in it too. Forks into the group are refused from then on, and its exit
+    raises CancelledError (the code after the block never runs), so the fork ends cancelled."""
+    started, cancelled = threading.Event(), threading.Event()
+    grandchild = _grandchild(started, cancelled)
+    after: list[object] = []
+
+    def body():
+        with af.group() as g:
+            g.fork(grandchild)
+            assert started.wait(T)
+            assert cancelled.wait(T)  # cancelled while the body still runs
+            try:
+                g.fork(grandchild)
+            except asyncio.CancelledError:
+                after.append("refused")
+        after.append("after the group")
+
+    fut = af.fork.options(on_cancel=on_cancel)(body)
+    assert await within(asyncio.to_thread(started.wait, T))
+    assert fut.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await within(fut)
+    # "abandon" settles without the group's children (the thread and its group run on).
+    assert await within(asyncio.to_thread(cancelled.wait, T))
+    if on_cancel == "wait":
+        assert after == ["refused"]
+
+
+def test_cancelling_a_sync_fork_reaches_a_group_entered_after_the_cancel(loop_kind):
+    """A group entered in a fork that is being cancelled is cancelled at once: forks into it
+    are refused (func never runs) and its exit raises CancelledError."""
+    started = threading.Event()
+    ran: list[object] = []
+
+    def body():
+        child = af.fork(forever)
+        started.set()
+        af.wait(child, return_exceptions=True, timeout=T)  # cancelled with this fork
+        with af.group() as g:
+            g.fork(ran.append, "grandchild")
+        ran.append("after the group")
+
+    fut = af.fork(body)
+    assert started.wait(T)
+    assert fut.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        fut.result(timeout=T)
+    assert ran == []
+
+
+def test_cancelling_a_sync_group_reaches_a_sync_group_nested_in_it(loop_kind):
+    """g.cancel() of a sync group cancels the children of a sync group nested in its body;
+    the inner exit raises CancelledError, which the cancelled outer group swallows."""
+    started, cancelled = threading.Event(), threading.Event()
+    grandchild = _grandchild(started, cancelled)
+    after: list[object] = []
+    with af.group() as outer:
+        inner = af.group()
+        fired: list[bool] = []
+        timer = threading.Timer(T, lambda: (fired.append(True), inner.cancel()))
+        timer.daemon = True
+        timer.start()
+        try:
+            with inner:
+                inner.fork(grandchild)
+                assert started.wait(T)
+                outer.cancel()
+            after.append("after the inner group")
+        finally:
+            timer.cancel()
+    assert not fired, "the inner group's child was not cancelled"
+    assert cancelled.is_set()
+    assert after == []
+
+
+async def test_cancelling_a_coroutine_fork_reaches_the_children_of_its_async_group():
+    """The coroutine form needs nothing more: the fork's task is cancelled at its await in
+    the group, whose exit cancels the children and lets the CancelledError through."""
+    started, cancelled = threading.Event(), threading.Event()
+    grandchild = _grandchild(started, cancelled)
+    after: list[object] = []
+
+    async def body():
+        async with af.group() as g:
+            g.fork(grandchild)
+            await forever()
+        after.append("after the group")
+
+    fut = af.fork(body)
+    assert await within(asyncio.to_thread(started.wait, T))
+    assert fut.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await within(fut)
+    assert cancelled.is_set()
+    assert after == []
+
+
 # -- waiters -------------------------------------------------------------------------------
 
 

@@ -209,6 +209,39 @@ def test_exit_drains_pending_forks(child_loop: str) -> None:
 
 
 @posix_only
+def test_exit_drain_runs_sync_forks_that_need_a_new_worker_thread(child_loop: str) -> None:
+    """Forks made during the exit drain that need a worker thread run, even on 3.12.
+
+    Python 3.12 refuses new threads while the interpreter exits; there the draining
+    thread serves the worker queue itself. More such forks than the worker limit, one of
+    them waiting on a sync child of its own, all finish, and the process exits.
+    """
+    res = run_script(
+        """
+        af.configure(workers=2)
+
+        def child(i):
+            return i * 10
+
+        def sync(i):
+            return af.wait(af.fork(child, i))
+
+        async def coro():
+            await asyncio.sleep(0.2)  # so the forks below are made during the exit drain
+            futs = [af.fork(sync, i) for i in range(5)]
+            say(f"got {[await f for f in futs]}")
+
+        af.fork(coro)
+        say("script end")
+        """,
+        child_loop,
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == ["script end", "got [0, 10, 20, 30, 40]"]
+    assert_quiet(res.stderr)
+
+
+@posix_only
 def test_exit_drains_nested_children(child_loop: str) -> None:
     """The drain waits for a pending fork's children too (implicit join)."""
     res = run_script(

@@ -561,14 +561,14 @@ async def test_await_from_another_loop_on_a_sync_fork_whose_loop_closed():
 
 def test_outcome_posted_as_the_loop_closes_reaches_its_waiters(user_loop):
     """A sync fork's outcome posted to a stopped loop that then closes without running it
-    is not lost: a waiter that finds the loop closed settles the Future with it."""
+    is not lost: the close settles the Future with it, and its waiters get it."""
     gate = threading.Event()
     fut = _fork_on(user_loop, gated(gate, "kept"))
     user_loop.posted = threading.Event()
     gate.set()
     assert user_loop.posted.wait(T)  # the outcome is posted; the stopped loop never runs it
     user_loop.close()
-    assert not fut.done()
+    assert fut.done()  # settled as the close dropped the queued call
     assert af.wait(fut, timeout=T) == "kept"
     assert fut.result() == "kept"
 
@@ -965,3 +965,69 @@ async def test_background_future_awaited_from_another_loop_does_not_block_it() -
     assert released, "the awaiting loop was blocked: the ticker never released the fork"
     assert thread == "asyncfork-loop"
     assert ticks >= 5
+
+
+# -- a sync fork on a user's loop that is stopped, then closed -----------------------------
+
+
+def _user_loop_that_signals_posts(kind: str, posted: threading.Event) -> asyncio.AbstractEventLoop:
+    """A user's loop of ``kind`` that sets ``posted`` after each call_soon_threadsafe."""
+    import uvloop
+
+    base: type[asyncio.AbstractEventLoop] = (
+        uvloop.Loop if kind == "uvloop" else asyncio.SelectorEventLoop  # type: ignore[assignment]
+    )
+
+    class Signalling(base):  # type: ignore[valid-type,misc]
+        def call_soon_threadsafe(self, *args: Any, **kwargs: Any) -> Any:
+            handle = super().call_soon_threadsafe(*args, **kwargs)
+            posted.set()
+            return handle
+
+    return Signalling()  # type: ignore[no-any-return]
+
+
+def _sync_fork_left_on_a_stopped_loop(
+    kind: str,
+) -> tuple[asyncio.AbstractEventLoop, af.Future[str]]:
+    """A sync fork on a user's loop that stopped; its call has returned and posted its outcome."""
+    posted = threading.Event()
+    gate = threading.Event()
+    loop = _user_loop_that_signals_posts(kind, posted)
+
+    def work() -> str:
+        assert gate.wait(T)
+        return "kept"
+
+    async def start() -> af.Future[str]:
+        return af.fork.options(detached=True)(work)
+
+    fut = loop.run_until_complete(start())
+    posted.clear()
+    gate.set()  # the call returns while the loop is stopped (not closed)
+    assert posted.wait(T)
+    assert not fut.done()
+    return loop, fut
+
+
+@pytest.mark.parametrize("kind", ["asyncio", "uvloop"])
+def test_sync_fork_on_a_stopped_user_loop_settles_at_close(kind: str) -> None:
+    """The outcome posted to a stopped user loop is not lost when the loop closes: it settles."""
+    loop, fut = _sync_fork_left_on_a_stopped_loop(kind)
+    seen: list[str] = []
+    fut.add_done_callback(lambda f: seen.append(f.result()))
+    loop.close()
+    assert fut.done()
+    assert fut.result() == "kept"
+    assert seen == ["kept"]
+
+
+@pytest.mark.parametrize("kind", ["asyncio", "uvloop"])
+def test_sync_fork_on_a_stopped_user_loop_settles_when_it_runs_again(kind: str) -> None:
+    """The same outcome settles on the loop when the loop runs again."""
+    loop, fut = _sync_fork_left_on_a_stopped_loop(kind)
+    try:
+        assert loop.run_until_complete(asyncio.wait_for(fut, T)) == "kept"
+    finally:
+        loop.close()
+    assert fut.result() == "kept"

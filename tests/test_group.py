@@ -785,6 +785,77 @@ async def test_failing_limited_group_never_starts_its_queued_children():
     assert all(f.cancelled() for f in waiting)
 
 
+async def _sibling() -> str:
+    return "sibling"
+
+
+@pytest.mark.parametrize("waiter", ["itself", "its own child"])
+async def test_child_awaiting_a_sibling_queued_for_its_only_slot_raises_deadlock_error(waiter):
+    """A child of `group(limit=1)` that waits on a sibling queued for the slot it holds (or a
+    fork of its own that does) gets DeadlockError instead of hanging: the sibling can only
+    start once it finishes. The group fails with it and the sibling never runs."""
+    queued: list[af.Future[str]] = []
+
+    async def wait_on_sibling():
+        return await queued[0]
+
+    async def child():
+        queued.append(g.fork(_sibling))
+        if waiter == "itself":
+            return await wait_on_sibling()
+        return await af.fork(wait_on_sibling)
+
+    g = af.group(limit=1)
+
+    async def run_group():
+        async with g:
+            g.fork(child)
+
+    with pytest.raises(ExceptionGroup) as info:
+        await within(run_group())
+    assert info.group_contains(af.DeadlockError)
+    assert queued[0].cancelled()
+
+
+def test_sync_child_waiting_on_a_sibling_queued_for_its_only_slot_raises_deadlock_error(
+    loop_kind,
+):
+    """The same for a sync child blocking in result(): DeadlockError at once, not a hang
+    until result()'s timeout. The sibling is still on its way to the loop, queued all the
+    same."""
+    queued: list[af.Future[str]] = []
+
+    def child():
+        queued.append(g.fork(_sibling))
+        return queued[0].result(timeout=T)
+
+    g = af.group(limit=1)
+    with pytest.raises(ExceptionGroup) as info, watchdog(g), g:
+        g.fork(child)
+    assert info.group_contains(af.DeadlockError)
+    assert queued[0].cancelled()
+
+
+async def test_child_awaiting_a_queued_sibling_while_another_child_holds_a_slot_waits():
+    """With slots held by other children the wait is no deadlock: the queued sibling starts
+    when one of them finishes, so `group(limit=2)` gives its value."""
+    release = asyncio.Event()
+
+    async def holder():
+        await release.wait()
+
+    async def child():
+        b = g.fork(_sibling)  # both slots are held: b is queued
+        release.set()
+        return await b
+
+    async with af.group(limit=2) as g:
+        g.fork(holder)
+        fa = g.fork(child)
+        await within(fa)
+    assert fa.result() == "sibling"
+
+
 async def test_child_queued_behind_limit_sees_the_context_of_its_own_fork_call():
     """Every fork runs in a copy of the caller's context taken at `fork` time -- also a child
     that waits for a `group(limit=1)` slot, not its sibling's context."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import threading
 
 import anyio
 import anyio.to_thread
@@ -130,6 +131,109 @@ async def test_wait_for_timeout_on_a_future_follows_the_python_version():
         assert not fut.done()
         fut.cancel()
         await within(asyncio.wait([fut]))
+
+
+# -- Futures hosted by another loop ---------------------------------------------------------
+
+
+def _gated_on_background(gate: threading.Event, value: int) -> af.Future[int]:
+    """From a plain thread: a coroutine fork on the background loop, done once ``gate`` is set."""
+
+    async def body() -> int:
+        await asyncio.to_thread(gate.wait, T)
+        return value
+
+    return af.fork(body)
+
+
+async def test_asyncio_combinators_take_a_future_of_another_loop() -> None:
+    """asyncio.wait, gather and wait_for work on a Future whose fork runs on another loop."""
+    gate = threading.Event()
+    futs = [await asyncio.to_thread(_gated_on_background, gate, n) for n in range(3)]
+    loop = asyncio.get_running_loop()
+    assert all(f.get_loop() is not loop for f in futs)
+    assert asyncio.isfuture(futs[0]) is False  # an awaitable here: combinators wrap it
+    waiting = asyncio.ensure_future(asyncio.wait([futs[0]], timeout=T))
+    gathered = asyncio.gather(futs[1], futs[0])
+    waited_for = asyncio.ensure_future(asyncio.wait_for(futs[2], T))
+    await ticks()
+    assert not waiting.done()
+    gate.set()
+    done, pending = await within(waiting)
+    assert pending == set()
+    assert [d.result() for d in done] == [0]
+    if sys.version_info >= (3, 12):  # 3.11's asyncio.wait wraps every awaitable in a Task
+        assert next(iter(done)) is futs[0]
+    assert await within(gathered) == [1, 0]
+    assert await within(waited_for) == 2
+
+
+async def test_asyncio_wait_timeout_on_a_future_of_another_loop_leaves_the_fork() -> None:
+    """A timed-out asyncio.wait or wait_for on another loop's Future leaves the fork running."""
+    gate = threading.Event()
+    fut = await asyncio.to_thread(_gated_on_background, gate, 5)
+    done, pending = await within(asyncio.wait([fut], timeout=0.01))
+    assert done == set()
+    assert len(pending) == 1
+    with pytest.raises(TimeoutError):
+        await within(asyncio.wait_for(fut, 0.01))
+    assert not fut.done()
+    gate.set()
+    assert await within(fut) == 5
+
+
+async def test_done_callback_added_on_another_loop_runs_on_that_loop() -> None:
+    """A done-callback added on a loop that does not host the fork runs on the adding loop."""
+    gate = threading.Event()
+    fut = await asyncio.to_thread(_gated_on_background, gate, 1)
+    loop = asyncio.get_running_loop()
+    ran: asyncio.Future[tuple[object, object]] = loop.create_future()
+    removed_calls: list[object] = []
+
+    def callback(f: object) -> None:
+        ran.set_result((f, asyncio._get_running_loop()))
+
+    def removed(f: object) -> None:
+        removed_calls.append(f)
+
+    fut.add_done_callback(callback)
+    fut.add_done_callback(removed)
+    assert fut.remove_done_callback(removed) == 1
+    gate.set()
+    got, on_loop = await within(ran)
+    assert got is fut
+    assert on_loop is loop
+    await within(fut)
+    await ticks()
+    assert removed_calls == []
+
+
+@pytest.mark.parametrize("use_uvloop", [False, True], ids=["asyncio", "uvloop"])
+def test_asyncio_combinators_from_asyncio_run_on_background_futures(
+    loop_kind: str, use_uvloop: bool
+) -> None:
+    """From a plain thread's fork, awaited under asyncio.run: wait, gather, wait_for finish."""
+    gate = threading.Event()
+    futs = [_gated_on_background(gate, n) for n in range(3)]
+
+    async def main() -> tuple[list[int], list[int], int]:
+        waiting = asyncio.ensure_future(asyncio.wait([futs[0]], timeout=T))
+        gathered = asyncio.gather(futs[0], futs[1])
+        waited_for = asyncio.ensure_future(asyncio.wait_for(futs[2], T))
+        await ticks()
+        gate.set()
+        done, _ = await waiting
+        return [d.result() for d in done], await gathered, await waited_for
+
+    def loop_factory() -> asyncio.AbstractEventLoop:
+        if use_uvloop:
+            import uvloop
+
+            return uvloop.new_event_loop()
+        return asyncio.SelectorEventLoop()
+
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        assert runner.run(main()) == ([0], [0, 1], 2)
 
 
 # -- anyio (asyncio backend) ---------------------------------------------------------------

@@ -19,7 +19,18 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from helpers import WORKER_NAME, T, closed_unstarted, double, forever, handler_calls, three, within
+from helpers import (
+    WORKER_NAME,
+    T,
+    closed_unstarted,
+    double,
+    flush_background_loop,
+    forever,
+    handler_calls,
+    noop,
+    three,
+    within,
+)
 
 import asyncfork as af
 
@@ -934,3 +945,55 @@ def test_a_coroutine_returned_after_the_loop_closed_fails_the_fork_and_is_closed
     with pytest.raises(RuntimeError, match="returned a coroutine after its loop closed"):
         af.wait(fut, timeout=T)
     assert closed_unstarted(made[0])
+
+
+# -- back-pressure of the cross-thread mailbox ---------------------------------------------
+
+
+def test_a_full_mailbox_makes_the_forking_thread_wait(
+    loop_kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A thread forking onto a busy loop waits once its mailbox is full; nothing is dropped,
+    and the loop's own thread posts past the limit without waiting."""
+    from asyncfork import _mailbox
+
+    monkeypatch.setattr(_mailbox, "_LIMIT", 64)
+    monkeypatch.setattr(_mailbox, "_LOW", 32)
+    full = threading.Event()
+    original = _mailbox.Mailbox._wait_for_room
+
+    def waiting(self: _mailbox.Mailbox) -> None:
+        full.set()
+        original(self)
+
+    monkeypatch.setattr(_mailbox.Mailbox, "_wait_for_room", waiting)
+    busy = threading.Event()
+    release = threading.Event()
+    own_posts: list[int] = []
+
+    async def block_the_loop() -> int:
+        busy.set()
+        assert release.wait(T)  # blocks the loop's thread: the mailbox fills up
+        loop = asyncio.get_running_loop()
+        for _ in range(10):  # from the loop's own thread: never waits, never raises
+            _mailbox.post(loop, own_posts.append, 1)
+        return len(_mailbox._mailboxes[loop]._calls)
+
+    blocker = af.fork(block_the_loop)
+    assert busy.wait(T)
+    futs: list[af.Future[None]] = []
+    forker = threading.Thread(target=lambda: futs.extend(af.fork(noop) for _ in range(500)))
+    forker.start()
+    try:
+        assert full.wait(T)
+        assert forker.is_alive()
+        box = _mailbox._mailboxes[blocker.get_loop()]
+        assert len(box._calls) <= 64
+    finally:
+        release.set()
+        forker.join(T)
+    assert not forker.is_alive()
+    assert af.wait(blocker, timeout=T) > 64  # the loop's thread posted past the limit
+    assert af.wait(futs, timeout=T) == [None] * 500
+    flush_background_loop()
+    assert own_posts == [1] * 10

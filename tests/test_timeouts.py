@@ -148,6 +148,25 @@ async def test_sync_fork_returning_coroutine_timed_out_while_it_runs_raises_time
     assert closed_unstarted(made[0])
 
 
+def test_fork_timeout_reaches_the_children_of_a_sync_group_in_a_sync_fork(loop_kind):
+    """fork.options(timeout=s) on a sync fork cancels the children of a `with af.group()`
+    open in it at the deadline, as it cancels its own children: the fork ends with
+    TimeoutError then, not once the slowest grandchild is done."""
+    started = threading.Event()
+
+    def body():
+        with af.group() as g:
+            g.fork(forever)
+            g.fork(started.set)
+
+    fut = af.fork.options(timeout=0.05)(body)
+    assert started.wait(T)
+    with pytest.raises(TimeoutError) as info:
+        fut.result(timeout=T)
+    assert fut.done()  # the fork's own timeout, not result()'s
+    assert isinstance(info.value.__cause__, asyncio.CancelledError)
+
+
 # -- a timeout <= 0: the fork never starts -------------------------------------------------
 
 
