@@ -16,7 +16,7 @@ from ._coroutine_fork import cancel_coroutine, drive_returned, new_task
 from ._future import PENDING, TAKEN_IN, Future, SettleIfDropped
 from ._instruments import HOOKS
 from ._mailbox import owns_loop, post
-from ._outcome import finish
+from ._outcome import finish, settle_off_loop
 
 
 def start_executor(
@@ -93,16 +93,7 @@ def _close_coroutine(fut: Future[Any], cf: Any) -> None:
 def _settle_off_loop(fut: Future[Any], cf: Any) -> None:
     """The fork's loop closed before it took the outcome in: settle in this thread."""
     value, error = _outcome_of(fut, cf)
-    if error is None and inspect.iscoroutine(value):
-        value.close()  # nothing is left to run it
-        value = None
-        if fut._state == PENDING and not fut._cancel_requested:
-            error = RuntimeError(f"fork {fut.name!r} returned a coroutine after its loop closed")
-    if fut._state != PENDING:
-        return  # abandoned: dropped
-    if error is None and fut._cancel_requested:
-        error = fut._cancelled_error()
-    finish(fut, value, error)
+    settle_off_loop(fut, value, error)
 
 
 def cancel_executor(fut: Future[Any], msg: str | None) -> None:

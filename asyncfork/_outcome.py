@@ -5,12 +5,13 @@
 
 from __future__ import annotations
 
+import inspect
 import re
 from asyncio import CancelledError
 from typing import Any
 
 from ._errors import FORK_OPTIONS
-from ._future import EXECUTOR, FINISHED, Future
+from ._future import EXECUTOR, FINISHED, PENDING, Future
 
 
 def on_timeout(fut: Future[Any]) -> None:
@@ -116,3 +117,17 @@ def _plain_name(qualname: str) -> str:
     if parts[-1].isidentifier() and not parts[-1].startswith("__"):
         return parts[-1]
     return "func"
+
+
+def settle_off_loop(fut: Future[Any], value: Any, error: BaseException | None) -> None:
+    """A sync fork's loop closed before it took the outcome in: settle in this thread."""
+    if error is None and inspect.iscoroutine(value):
+        value.close()  # nothing is left to run it
+        value = None
+        if fut._state == PENDING and not fut._cancel_requested:
+            error = RuntimeError(f"fork {fut.name!r} returned a coroutine after its loop closed")
+    if fut._state != PENDING:
+        return  # abandoned (on_cancel="abandon", or a daemon at shutdown): dropped
+    if error is None and fut._cancel_requested:
+        error = fut._cancelled_error()  # on_cancel="wait": the result is discarded
+    finish(fut, value, error)

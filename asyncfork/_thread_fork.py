@@ -13,7 +13,7 @@ from . import _threads
 from ._coroutine_fork import cancel_coroutine, drive_returned, new_task
 from ._future import PENDING, TAKEN_IN, Future, SettleIfDropped
 from ._mailbox import owns_loop, post
-from ._outcome import finish
+from ._outcome import finish, settle_off_loop
 from ._runner import note_interrupt
 from ._threads import WorkItem
 
@@ -44,7 +44,7 @@ def sync_returned(item: WorkItem, value: Any, error: BaseException | None) -> No
         if fut._claim_handoff() is not None:
             if error is not None:
                 fut._posted_error = None
-            _settle_off_loop(fut, value, error)
+            settle_off_loop(fut, value, error)
         elif error is None and inspect.iscoroutine(value) and fut._state != PENDING:
             value.close()  # abandoned, and settled already: nothing runs it
 
@@ -53,21 +53,7 @@ def _settle_posted(fut: Future[Any]) -> None:
     """Settle the outcome kept on the Future: its loop closed before taking it in."""
     value, fut._result = fut._result, None
     error, fut._posted_error = fut._posted_error, None
-    _settle_off_loop(fut, value, error)
-
-
-def _settle_off_loop(fut: Future[Any], value: Any, error: BaseException | None) -> None:
-    """The fork's loop closed before it took the outcome in: settle in this thread."""
-    if error is None and inspect.iscoroutine(value):
-        value.close()  # nothing is left to run it
-        value = None
-        if fut._state == PENDING and not fut._cancel_requested:
-            error = RuntimeError(f"fork {fut.name!r} returned a coroutine after its loop closed")
-    if fut._state != PENDING:
-        return  # abandoned (on_cancel="abandon", or a daemon at shutdown): dropped
-    if error is None and fut._cancel_requested:
-        error = fut._cancelled_error()  # on_cancel="wait": the result is discarded
-    finish(fut, value, error)
+    settle_off_loop(fut, value, error)
 
 
 def sync_settle(fut: Future[Any], item: WorkItem, value: Any, error: BaseException | None) -> None:
