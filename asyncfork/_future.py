@@ -463,6 +463,8 @@ class Future(Node, Generic[T_co]):
         self._run_callback(fn, cb.context)
 
     def _leave_incoming(self, cb: _Callback) -> None:
+        if self._incoming is None:  # emptied meanwhile (by the settle that ran it): no lock
+            return
         with _incoming_lock:
             incoming = self._incoming
             if incoming is not None:
