@@ -455,7 +455,8 @@ class Future(Node, Generic[T_co]):
             self._append_callback(cb)  # first: a remover must always find it somewhere
             self._leave_incoming(cb)
             return
-        self._leave_incoming(cb)
+        if self._incoming is not None:  # else the settle that ran it emptied it: no lock
+            self._leave_incoming(cb)
         try:
             fn = cb.pop()  # the fork finished (or the callback was removed) meanwhile
         except IndexError:
@@ -463,8 +464,6 @@ class Future(Node, Generic[T_co]):
         self._run_callback(fn, cb.context)
 
     def _leave_incoming(self, cb: _Callback) -> None:
-        if self._incoming is None:  # emptied meanwhile (by the settle that ran it): no lock
-            return
         with _incoming_lock:
             incoming = self._incoming
             if incoming is not None:
