@@ -157,9 +157,8 @@ class Forker:
             scope = ROOTS.get(loop) or roots_of(loop)
         elif group is not None or running is None or scope._host_loop() is running:
             loop, parent = scope._fork_target(func)
-        else:  # an implicit scope of another loop: the running loop wins (see below)
-            loop = running
-            scope = ROOTS.get(loop) or roots_of(loop)
+        else:  # an implicit scope of another loop: the running loop wins, just below
+            loop = scope._host_loop()
         on_loop = running is loop
         if not on_loop and running is not None and group is None:
             # A loop runs in this thread, but the scope came with the context from a fork

@@ -290,7 +290,7 @@ class Future(Node, Generic[T_co]):
                 else:
                     callbacks.append(waiter)
             else:
-                waker = _ForeignWaker(loop, waiter)
+                waker = _Delivered(loop, lambda _fut: wake(waiter), None)
                 self._add_from_afar(waker, None)
             try:
                 yield from waiter
@@ -756,24 +756,9 @@ def _call(fn: Callable[[Any], object], arg: Any, context: Context | None) -> Non
         context.run(fn, arg)
 
 
-class _ForeignWaker:
-    """Wakes an ``await`` on another loop: posts to that loop when the Future is done."""
-
-    __slots__ = ("loop", "waiter")
-
-    def __init__(self, loop: AbstractEventLoop, waiter: asyncio.Future[None]) -> None:
-        self.loop = loop
-        self.waiter = waiter
-
-    def __call__(self, _fut: object) -> None:
-        try:
-            post(self.loop, wake, self.waiter)
-        except RuntimeError:  # the waiting loop is gone; nobody is left to wake
-            pass
-
-
 class _Delivered:
-    """A done-callback added on another loop's thread: runs there, posted when the fork ends.
+    """A done-callback for code on another loop (an ``await`` there, or a callback added
+    on that loop's thread): runs on that loop, posted to it when the fork ends.
 
     Equal to the callable it wraps, so ``remove_done_callback(fn)`` finds it.
     """
@@ -781,7 +766,7 @@ class _Delivered:
     __slots__ = ("context", "fn", "loop")
 
     def __init__(
-        self, loop: AbstractEventLoop, fn: Callable[[Any], object], context: Context
+        self, loop: AbstractEventLoop, fn: Callable[[Any], object], context: Context | None
     ) -> None:
         self.loop = loop
         self.fn = fn

@@ -214,78 +214,23 @@ class _Background:
         return _threads.acquire(done, left) or not self.roots.pending()
 
     def drain_at_exit(self, cancel: str, serve: bool) -> None:
-        """``wait_joined(cancel, None)``; with ``serve``, run queued sync forks meanwhile.
-
-        Serving is for an exit where no worker thread can be started: this thread takes
-        part in the pool as a worker does (parked in its idle list, so a queued fork
-        wakes it) until every root fork is done.
+        """``wait_joined(cancel, None)``; with ``serve``, run queued sync forks meanwhile,
+        on this thread, for an exit where no worker thread can be started.
         """
         if not serve:
             self.wait_joined(cancel, None)
             return
-        pool = _threads.pool()
-        lock = pool._lock
-        wake = threading.Lock()
-        state = {"joined": False, "by_join": False}
-
-        joined = threading.Event()
-
-        def on_joined() -> None:  # on the loop thread
-            joined.set()
-            with lock:
-                state["joined"] = True
-                try:
-                    pool._idle.remove(wake)
-                except ValueError:
-                    return  # not parked: it looks at `joined` before it parks again
-                state["by_join"] = True
-                wake.release()
+        server = _threads.Server(_threads.pool())
 
         def arm() -> None:
             if cancel == "all":
                 self.roots.cancel_all()
             elif cancel == "daemons":
                 self.roots.cancel_daemons()
-            self.roots._when_joined(on_joined)
+            self.roots._when_joined(server.finish)
 
         post(self.loop, arm)
-        previous = _threads._local.pool
-        _threads._local.pool = pool  # a served fork that waits helps, as on a worker
-        with lock:
-            # This thread counts as one more running worker, over one more slot: a failed
-            # thread start then leaves forks queued for it (the pool fails them only when
-            # no worker runs), even while a fork it serves lends its slot in a wait.
-            pool._limit += 1
-            pool._active += 1
-        try:
-            while True:
-                with lock:
-                    if state["joined"]:
-                        return
-                    item = pool._next_locked(wake)
-                if isinstance(item, _threads.WorkItem):
-                    item.run()
-                    with lock:
-                        pool._active -= 1
-                    continue
-                if item is not None:  # the pool is stopping (a racing shutdown): just wait
-                    _threads.wait_in_slices(joined.wait, None)
-                    return
-                try:
-                    _threads.acquire(wake, None)
-                finally:
-                    with lock:
-                        if wake in pool._idle:  # interrupted while parked
-                            pool._idle.remove(wake)
-                        elif not state["by_join"]:
-                            pool._waking -= 1  # woken by the pool for a queued fork
-                        state["by_join"] = False
-                wake.release()
-        finally:
-            _threads._local.pool = previous
-            with lock:
-                pool._limit -= 1
-                pool._active -= 1
+        server.run()
 
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -388,7 +333,7 @@ def _drain_at_exit() -> None:
     # Python 3.12 refuses new threads once the interpreter is exiting ("can't create new
     # thread at interpreter shutdown"), in atexit and threading's exit hooks alike. Then
     # this thread serves the worker queue itself, so drained sync forks still run.
-    serve = not _threads_can_start()
+    serve = not _threads.can_start_threads()
     try:
         bg.drain_at_exit("daemons", serve)
     except KeyboardInterrupt:
@@ -398,20 +343,6 @@ def _drain_at_exit() -> None:
         except KeyboardInterrupt:
             return  # a second Ctrl-C abandons what is left
     bg.stop()
-
-
-def _threads_can_start() -> bool:
-    try:
-        probe = threading.Thread(target=_nothing, name="asyncfork-exit-probe", daemon=True)
-        probe.start()
-    except RuntimeError:
-        return False
-    probe.join()
-    return True
-
-
-def _nothing() -> None:
-    pass
 
 
 def _exit_as_interrupted() -> None:

@@ -49,7 +49,7 @@ MAX_HELP_DEPTH = 32
 
 # How often the main thread wakes while it blocks, to notice a Ctrl-C that the kernel
 # delivered to another thread (a blocked lock wait is interrupted only in the thread
-# that received the signal). the rule is KeyboardInterrupt within 0.2 s.
+# that received the signal). Ctrl-C must raise KeyboardInterrupt within 0.2 s.
 _MAIN_THREAD_SLICE = 0.05
 
 _TIMEOUT_MAX = threading.TIMEOUT_MAX
@@ -365,6 +365,85 @@ class Pool:
             while self._idle:
                 self._waking += 1
                 self._idle.pop().release()
+
+
+class Server:
+    """The calling thread serving ``pool``'s queue as one more worker, until :meth:`finish`.
+
+    For an exit where no worker thread can be started (Python 3.12): the thread
+    that drains takes part in the pool as a worker does, parked in its idle list
+    so that a queued fork wakes it.
+    """
+
+    def __init__(self, pool: Pool) -> None:
+        self.pool = pool
+        self.wake = threading.Lock()
+        self.finished = threading.Event()
+        self._woken_by_finish = False
+
+    def finish(self) -> None:
+        """From any thread: stop serving; a parked server returns at once."""
+        self.finished.set()
+        with self.pool._lock:
+            try:
+                self.pool._idle.remove(self.wake)
+            except ValueError:
+                return  # not parked: it looks at `finished` before it parks again
+            self._woken_by_finish = True
+            self.wake.release()
+
+    def run(self) -> None:
+        """Run queued forks on this thread until :meth:`finish` is called."""
+        pool, wake = self.pool, self.wake
+        lock = pool._lock
+        previous = _local.pool
+        _local.pool = pool  # a served fork that waits helps, as on a worker
+        with lock:
+            # One more running worker over one more slot: a failed thread start then
+            # leaves forks queued for it (the pool fails them only when no worker runs),
+            # even while a fork it serves lends its slot in a wait.
+            pool._limit += 1
+            pool._active += 1
+        try:
+            while True:
+                with lock:
+                    if self.finished.is_set():
+                        return
+                    item = pool._next_locked(wake)
+                if isinstance(item, WorkItem):
+                    item.run()
+                    with lock:
+                        pool._active -= 1
+                    continue
+                if item is not None:  # the pool is stopping (a racing shutdown): just wait
+                    wait_in_slices(self.finished.wait, None)
+                    return
+                try:
+                    acquire(wake, None)
+                finally:
+                    with lock:
+                        if wake in pool._idle:  # interrupted while parked
+                            pool._idle.remove(wake)
+                        elif not self._woken_by_finish:
+                            pool._waking -= 1  # woken by the pool for a queued fork
+                        self._woken_by_finish = False
+                wake.release()
+        finally:
+            _local.pool = previous
+            with lock:
+                pool._limit -= 1
+                pool._active -= 1
+
+
+def can_start_threads() -> bool:
+    """Whether this interpreter still starts threads (Python 3.12 refuses at exit)."""
+    try:
+        probe = threading.Thread(target=_nothing, name="asyncfork-exit-probe", daemon=True)
+        probe.start()
+    except RuntimeError:
+        return False
+    probe.join()
+    return True
 
 
 def _fail(failed: list[tuple[WorkItem, BaseException]]) -> None:
