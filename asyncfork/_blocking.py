@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from . import _instruments, _threads
 from ._errors import DeadlockError
 from ._instruments import HOOKS
-from ._scope import check_not_waiting_on_itself
+from ._scope import CURRENT, check_not_waiting_on_itself
 
 if TYPE_CHECKING:
     from ._future import Future
@@ -44,29 +44,41 @@ def failed(fut: Future[Any]) -> bool:
 
 
 class Waker:
-    """A done-callback that counts completions and fires once: all done, or a failure."""
+    """A done-callback that counts completions and fires once: all done, or a failure.
 
-    __slots__ = ("_count_lock", "fail_fast", "fire", "first_failure", "remaining")
+    Futures of several loops call it from several threads, and it takes no lock:
+    every call but the last takes a token with ``pop()``, one atomic step, so
+    exactly one call finds none left; firing is claimed the same way.
+    """
+
+    __slots__ = ("_tokens", "_unfired", "fail_fast", "fire", "first_failure")
 
     def __init__(self, remaining: int, fail_fast: bool, fire: Any) -> None:
-        self.remaining = remaining
+        self._tokens = [None] * (remaining - 1)
+        self._unfired = [None]
         self.fail_fast = fail_fast
         self.first_failure: Future[Any] | None = None
-        self.fire = fire
-        # Futures of several loops call back from several threads.
-        self._count_lock = threading.Lock()
+        self.fire = fire  # None once the waiter has gone
 
     def __call__(self, fut: Future[Any]) -> None:
-        with self._count_lock:
-            if self.fire is None:
-                return
-            self.remaining -= 1
-            if self.fail_fast and failed(fut):
-                self.first_failure = fut
-            elif self.remaining:
-                return
-            fire, self.fire = self.fire, None
-        fire()
+        if self.fail_fast and failed(fut):
+            self._fire(fut)
+            return
+        try:
+            self._tokens.pop()
+        except IndexError:
+            self._fire(None)  # the last one
+
+    def _fire(self, failure: Future[Any] | None) -> None:
+        try:
+            self._unfired.pop()
+        except IndexError:
+            return  # fired already
+        if failure is not None:
+            self.first_failure = failure
+        fire = self.fire
+        if fire is not None:
+            fire()
 
 
 def done_failure(futs: Sequence[Future[Any]]) -> Future[Any] | None:
@@ -78,13 +90,14 @@ def done_failure(futs: Sequence[Future[Any]]) -> Future[Any] | None:
 
 
 def prepare(futs: Sequence[Future[Any]], what: str) -> list[Future[Any]]:
-    for fut in futs:
-        if not fut.done():
-            check_not_waiting_on_itself(fut, what)
+    if CURRENT.get() is not None:  # else no fork's code runs here: it waits on no ancestor
+        for fut in futs:
+            if not fut.done():
+                check_not_waiting_on_itself(fut, what)
     return [fut for fut in futs if not fut.done()]
 
 
-def help_before_blocking(pending: list[Future[Any]], fail_fast: bool) -> None:
+def help_before_blocking(pending: list[Future[Any]], fail_fast: bool) -> bool:
     """On a worker thread, about to block without a timeout: run queued ``pending`` forks here.
 
     A call run inline ends before the wait can look at anything else, so a worker
@@ -92,16 +105,18 @@ def help_before_blocking(pending: list[Future[Any]], fail_fast: bool) -> None:
     pending Future (one left, or ``return_exceptions=True``, not fail-fast). A
     fail-fast wait over several unfinished Futures, and any wait with a timeout,
     block and lend the slot instead. So does a thread already ``MAX_HELP_DEPTH``
-    helped forks deep.
+    helped forks deep. True if it ran any.
     """
     if fail_fast and len(pending) > 1:
-        return
+        return False
     if _threads.on_worker_thread() is None:
-        return  # plain threads never help: sync forks always run in worker threads
+        return False  # plain threads never help: sync forks always run in worker threads
+    helped = False
     for fut in pending:
         item = fut._item
         if type(item) is _threads.WorkItem and item.state == _threads.QUEUED:
-            _threads.help_run(item)
+            helped = _threads.help_run(item) or helped
+    return helped
 
 
 def block_until_done(
@@ -121,8 +136,7 @@ def block_until_done(
         return None
     if fail_fast and (failure := done_failure(futs)) is not None:
         return failure
-    if timeout is None:
-        help_before_blocking(pending, fail_fast)
+    if timeout is None and help_before_blocking(pending, fail_fast):
         pending = [fut for fut in pending if not fut.done()]
         if fail_fast and (failure := done_failure(futs)) is not None:
             return failure
@@ -130,12 +144,13 @@ def block_until_done(
             return None
     released = threading.Lock()
     released.acquire()
+    waker = Waker(len(pending), fail_fast, released.release)
+    entries: list[list[Any]] = []
     if HOOKS:
         wait_hooks("wait_began", pending)
-    waker = Waker(len(pending), fail_fast, released.release)
-    for fut in pending:
-        fut.add_done_callback(waker)
     try:
+        for fut in pending:  # inside the try: one that raises (a closed loop) still ends it
+            entries.append(fut._add_waker(waker))
         if not blocking_acquire(released, timeout):
             unfinished = sum(not fut.done() for fut in futs)
             raise TimeoutError(
@@ -147,7 +162,7 @@ def block_until_done(
             fut.cancel("KeyboardInterrupt while waiting")
         raise
     finally:
-        forget(pending, waker)
+        leave(pending[: len(entries)], entries)
         if HOOKS:
             wait_hooks("wait_ended", pending)
     return waker.first_failure
@@ -157,6 +172,13 @@ def forget(futs: Iterable[Future[Any]], callback: object) -> None:
     """A waiter is leaving: take its callback off the Futures that are still pending."""
     for fut in futs:
         fut._discard_callback(callback)
+
+
+def leave(futs: Sequence[Future[Any]], entries: Sequence[list[Any]]) -> None:
+    """A wait is leaving: take its wakers (``_add_waker``'s entries) off the pending Futures."""
+    for fut, entry in zip(futs, entries, strict=True):
+        if not fut.done():  # else its settle runs the entry, or has
+            fut._drop_waker(entry)
 
 
 def wait_hooks(name: str, futs: Iterable[Future[Any]]) -> None:

@@ -1,7 +1,8 @@
 """The Future: states, waiters and thread-safe completion.
 
 A Future is settled only on the thread of its loop. Every other thread talks to
-it by posting to that loop, so the single-loop path needs no locks. The
+it by posting to that loop, so the single-loop path needs no locks; asyncfork's
+own waits register on it directly, without a lock either (``_add_waker``). The
 scheduler (``_fork``) plugs in how a fork is cancelled through ``_canceller``.
 """
 
@@ -162,6 +163,9 @@ class Future(Node, Generic[T_co]):
     _returned: Coroutine[Any, Any, Any] | None = None  # a sync fork's coroutine, not started
     # Done-callbacks added from other threads, on their way to the loop (under _incoming_lock).
     _incoming: list[_Callback] | None = None
+    # asyncfork's own waiters, ``[fn]`` each until claimed, run after the done-callbacks by
+    # whichever thread settles the fork; kept without a lock (see _add_waker).
+    _wakers: list[list[Callable[[Future[Any]], object]]] | None = None
     # A sync or executor fork's outcome on its way to the loop: the function that settles it
     # off the loop, should the loop close before taking it in (a thread fork's value waits
     # in _result, its error in _posted_error); TAKEN_IN once the loop took it in. Claimed
@@ -477,10 +481,7 @@ class Future(Node, Generic[T_co]):
                 cb.pop()
             except IndexError:
                 return  # it ran: the fork settled in another thread meanwhile
-            raise RuntimeError(
-                f"the event loop of {self!r} is closed, so it can never finish: "
-                "nothing is left to run it"
-            )
+            raise self._never_finishes()
         if self._state != PENDING:
             self._run_incoming()  # it settled meanwhile: run ours, unless its settler did
 
@@ -527,10 +528,85 @@ class Future(Node, Generic[T_co]):
             except (KeyboardInterrupt, SystemExit) as exc:
                 interrupt = interrupt or exc  # the other callbacks still run
         if interrupt is not None:
-            if _get_running_loop() is self._loop:
-                self._loop.call_soon(_reraise, interrupt)  # as _settle does
-            else:
-                raise interrupt  # settled off its closed loop: in this thread
+            self._reraise_late(interrupt)
+
+    def _reraise_late(self, interrupt: BaseException) -> None:
+        """A callback's interrupt, raised once the others ran."""
+        if _get_running_loop() is self._loop:
+            self._loop.call_soon(_reraise, interrupt)  # as _settle does
+        else:
+            raise interrupt  # settled off its closed loop: in this thread
+
+    # -- asyncfork's own waiters -------------------------------------------------
+
+    def _add_waker(
+        self, fn: Callable[[Future[Any]], object]
+    ) -> list[Callable[[Future[Any]], object]]:
+        """From any thread: call ``fn(self)`` once, in the thread that settles the fork.
+
+        For asyncfork's own waits, which need no loop call, context or order among
+        the done-callbacks: nothing is posted and no lock is taken. The list is made
+        by ``setdefault``, one atomic step, so adders share it; the settle sets the
+        state, then takes the list and leaves None. An adder appends, then reads the
+        state, so an entry the settle missed is run by its adder. Whoever runs or
+        drops an entry claims it with ``pop()`` first. Returns the entry, for
+        ``_drop_waker``.
+        """
+        entry = [fn]
+        wakers = self._wakers
+        if wakers is None:  # none yet, or taken by the settle (then it stays None)
+            wakers = self.__dict__.setdefault("_wakers", [])
+        if wakers is not None:
+            wakers.append(entry)
+        if self._state != PENDING:
+            self._run_wakers([entry])  # settled meanwhile: run it, unless its settle did
+        elif (
+            self._loop.is_closed()
+            and not self._settles_after_close()
+            and self._drop_waker(entry)  # else it ran: settled in another thread meanwhile
+        ):
+            raise self._never_finishes()
+        return entry
+
+    def _drop_waker(self, entry: list[Callable[[Future[Any]], object]]) -> bool:
+        """A waiter leaves: True if its entry had not run, and now never will."""
+        if not entry:
+            return False  # run already
+        try:
+            entry.pop()
+        except IndexError:
+            return False  # claimed by the settle in between
+        wakers = self._wakers
+        if wakers is not None:
+            try:
+                # By value, as lists: the claimed entry equals only other claimed (empty)
+                # ones, so this removes one of those, and compares no user objects.
+                wakers.remove(entry)
+            except ValueError:
+                pass  # the settle took the list
+        return True
+
+    def _run_wakers(self, wakers: list[list[Callable[[Future[Any]], object]]]) -> None:
+        interrupt: BaseException | None = None
+        for entry in wakers:
+            try:
+                fn = entry.pop()
+            except IndexError:
+                continue
+            try:
+                fn(self)
+            except (KeyboardInterrupt, SystemExit) as exc:
+                interrupt = interrupt or exc  # the other waiters still run
+            except BaseException as exc:
+                self._callback_failed(fn, exc)
+        if interrupt is not None:
+            self._reraise_late(interrupt)
+
+    def _never_finishes(self) -> RuntimeError:
+        return RuntimeError(
+            f"the event loop of {self!r} is closed, so it can never finish: "
+            "nothing is left to run it"
+        )
 
     def remove_done_callback(self, fn: Callable[[Future[T_co]], object]) -> int:
         """Remove every registration of ``fn``; return how many were removed.
@@ -597,9 +673,12 @@ class Future(Node, Generic[T_co]):
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
-            self._loop.call_exception_handler(
-                {"message": f"exception in done-callback {fn!r} of {self!r}", "exception": exc}
-            )
+            self._callback_failed(fn, exc)
+
+    def _callback_failed(self, fn: object, exc: BaseException) -> None:
+        self._loop.call_exception_handler(
+            {"message": f"exception in done-callback {fn!r} of {self!r}", "exception": exc}
+        )
 
     # -- settling (loop thread only) ---------------------------------------------
 
@@ -651,6 +730,10 @@ class Future(Node, Generic[T_co]):
                 self._loop.call_soon(_reraise, interrupt)
         if self._incoming is not None:  # added from other threads, not adopted yet
             self._run_incoming()
+        wakers = self._wakers
+        if wakers is not None:
+            self._wakers = None  # taken: a later adder runs its own entry
+            self._run_wakers(wakers[:])  # a copy: a leaving waiter may remove its entry
 
     def _set_result(self, value: Any) -> None:
         self._settle(FINISHED, value, None)
@@ -705,10 +788,16 @@ class SettleIfDropped:
 
     def __del__(self) -> None:
         fut = self.fut
-        if fut._state == PENDING and fut._loop.is_closed():
-            settle = fut._claim_handoff()
-            if settle is not None:
-                settle(fut)
+        if fut._state == PENDING:
+            settle_dropped(fut)
+
+
+def settle_dropped(fut: Future[Any]) -> None:
+    """A call carrying ``fut``'s outcome was dropped: settle it, if its loop closed unrun."""
+    if fut._loop.is_closed():
+        settle = fut._claim_handoff()
+        if settle is not None:
+            settle(fut)
 
 
 _CALL_STARTED = (_threads.QUEUED, _threads.RUNNING, _threads.FINISHED)

@@ -11,7 +11,7 @@ from typing import Any
 
 from . import _threads
 from ._coroutine_fork import cancel_coroutine, drive_returned, new_task
-from ._future import PENDING, TAKEN_IN, Future, SettleIfDropped
+from ._future import PENDING, TAKEN_IN, Future, settle_dropped
 from ._mailbox import owns_loop, post
 from ._outcome import finish, settle_off_loop
 from ._runner import note_interrupt
@@ -39,7 +39,7 @@ def sync_returned(item: WorkItem, value: Any, error: BaseException | None) -> No
         if owns_loop(loop):
             post(loop, sync_settle, fut, item, value, error)
         else:  # a user's loop may be closed with the call still queued
-            post(loop, SettleIfDropped(fut, sync_settle, fut, item, value, error))
+            post(loop, _SettleIfDropped(sync_settle, fut, item, value, error))
     except RuntimeError:  # the loop is closed: settle here, nobody else can
         if fut._claim_handoff() is not None:
             if error is not None:
@@ -47,6 +47,18 @@ def sync_returned(item: WorkItem, value: Any, error: BaseException | None) -> No
             settle_off_loop(fut, value, error)
         elif error is None and inspect.iscoroutine(value) and fut._state != PENDING:
             value.close()  # abandoned, and settled already: nothing runs it
+
+
+class _SettleIfDropped(partial[None]):
+    """``SettleIfDropped`` for a sync fork's outcome: a partial, so built and called
+    without a Python frame (its Future is its first argument)."""
+
+    __slots__ = ()
+
+    def __del__(self) -> None:
+        fut = self.args[0]
+        if fut._state == PENDING:
+            settle_dropped(fut)
 
 
 def _settle_posted(fut: Future[Any]) -> None:
@@ -84,7 +96,10 @@ def sync_settle(fut: Future[Any], item: WorkItem, value: Any, error: BaseExcepti
         if isinstance(error, (KeyboardInterrupt, SystemExit)):
             note_interrupt(fut._loop, error)
         fut._cancel_children()
-    fut._when_joined(partial(sync_joined, fut, value, error))
+    if fut._children or fut._inflight:
+        fut._when_joined(partial(sync_joined, fut, value, error))
+    else:
+        sync_joined(fut, value, error)  # no child: joined now, without a partial
 
 
 def sync_joined(fut: Future[Any], value: Any, error: BaseException | None) -> None:

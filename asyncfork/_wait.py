@@ -19,6 +19,7 @@ from ._blocking import (
     block_until_done,
     done_failure,
     forget,
+    leave,
     prepare,
     wait_hooks,
 )
@@ -46,15 +47,19 @@ async def _await_done(
         if _get_running_loop() is loop:
             if not woken.done():
                 woken.set_result(None)
-        else:
-            post(loop, fire)
+            return
+        try:
+            post(loop, fire)  # a Future of another loop settled, in that loop's thread
+        except RuntimeError:  # this loop is closed: nobody is left to wake
+            pass
 
     waker = Waker(len(pending), fail_fast, fire)
-    for fut in pending:
-        fut.add_done_callback(waker)
+    entries: list[list[Any]] = []
     if HOOKS:
         wait_hooks("wait_began", pending)
     try:
+        for fut in pending:  # inside the try: one that raises (a closed loop) still ends it
+            entries.append(fut._add_waker(waker))
         if seconds is None:
             await woken
         else:
@@ -68,7 +73,7 @@ async def _await_done(
                 ) from None
     finally:
         waker.fire = None  # no later wake-ups for a waiter that has gone
-        forget(pending, waker)
+        leave(pending[: len(entries)], entries)
         if HOOKS:
             wait_hooks("wait_ended", pending)
     return waker.first_failure

@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 import threading
+import time
 import traceback
 from asyncio import CancelledError
 from collections.abc import Callable, Iterator
@@ -1031,3 +1032,54 @@ def test_sync_fork_on_a_stopped_user_loop_settles_when_it_runs_again(kind: str) 
     finally:
         loop.close()
     assert fut.result() == "kept"
+
+
+@pytest.mark.parametrize("kind", ["asyncio", "uvloop"])
+def test_a_wait_blocked_before_the_close_wakes_with_the_dropped_outcome(kind: str) -> None:
+    """A plain thread already blocked on the fork when the stopped loop closes (dropping
+    the posted outcome) wakes with the outcome, settled by the close."""
+    loop, fut = _sync_fork_left_on_a_stopped_loop(kind)
+    waited: list[object] = []
+    waiter = threading.Thread(target=lambda: waited.append(af.wait(fut, timeout=T)))
+    waiter.start()
+    deadline = time.monotonic() + T
+    while not fut._wakers and time.monotonic() < deadline:  # until the waiter has registered
+        time.sleep(0.001)
+    assert fut._wakers, "the waiter never registered"
+    loop.close()
+    waiter.join(T)
+    assert waited == ["kept"]
+
+
+@pytest.mark.parametrize("kind", ["asyncio", "uvloop"])
+def test_waits_on_a_coroutine_fork_whose_loop_closed_unfinished_raise_at_once(kind: str) -> None:
+    """A coroutine fork left pending on a loop that closed can never finish: a wait on it
+    from a plain thread, or from another loop, raises RuntimeError at once (never hangs)."""
+    import uvloop
+
+    loop = uvloop.new_event_loop() if kind == "uvloop" else asyncio.SelectorEventLoop()
+    gate = asyncio.Event()
+
+    async def stuck() -> None:
+        await gate.wait()
+
+    async def make() -> af.Future[None]:
+        return af.fork(stuck)
+
+    fut = loop.run_until_complete(make())
+    loop.set_exception_handler(lambda _loop, _context: None)  # its task is dropped pending
+    loop.close()
+    try:
+        with pytest.raises(RuntimeError, match="can never finish"):
+            af.wait(fut, timeout=T)
+        with pytest.raises(RuntimeError, match="can never finish"):
+            fut.result(timeout=T)
+
+        async def from_another_loop() -> None:
+            await af.wait(fut, timeout=T)
+
+        with pytest.raises(RuntimeError, match="can never finish"):
+            asyncio.run(from_another_loop())
+        assert not fut._wakers  # the refused waits left nothing behind
+    finally:
+        fut._mark_retrieved()  # its task, dropped with the loop, closes its coroutine

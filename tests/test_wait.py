@@ -11,7 +11,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from helpers import T, double, forever, within
+from helpers import T, double, forever, gated, within
 
 import asyncfork as af
 
@@ -387,3 +387,128 @@ def test_as_completed_rejects_non_futures() -> None:
     cf: concurrent.futures.Future[int] = concurrent.futures.Future()
     with pytest.raises(TypeError):
         af.as_completed([cf])  # type: ignore[list-item]
+
+
+# -- waits leave nothing behind, and race the settle safely --------------------------------
+
+
+def _leftover_wakers(fut: af.Future[object]) -> list[object]:
+    """Registrations of waits still on the Future, not run and not taken back."""
+    return [entry for entry in fut._wakers or () if entry]
+
+
+def test_blocking_waits_that_time_out_leave_no_waker_on_the_future(loop_kind):
+    """`wait`, `result` and `exception` with a timeout only observe: each one that times
+    out takes its registration back, so polling a long fork piles nothing on it."""
+    fut = af.fork(forever)
+    try:
+        for _ in range(100):
+            with pytest.raises(TimeoutError):
+                af.wait(fut, timeout=0.0001)
+            with pytest.raises(TimeoutError):
+                fut.result(timeout=0.0001)
+            with pytest.raises(TimeoutError):
+                fut.exception(timeout=0.0001)
+        assert fut._wakers == []
+    finally:
+        fut.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        fut.result(timeout=T)
+
+
+async def test_awaited_waits_that_time_out_leave_no_waker_on_the_future():
+    """The same for `await af.wait(..., timeout=)`, on the fork's loop and on another one."""
+    here = af.fork(forever)
+    gate = threading.Event()
+
+    def blocked() -> int:
+        assert gate.wait(T)
+        return 1
+
+    there = await asyncio.to_thread(af.fork, blocked)  # a root fork of the background loop
+    try:
+        for _ in range(50):
+            for fut in (here, there):
+                with pytest.raises(TimeoutError):
+                    await af.wait(fut, timeout=0.0001)
+        assert here._wakers == []
+        assert there._wakers == []
+    finally:
+        here.cancel()
+        gate.set()
+    assert await within(af.wait(there)) == 1
+
+
+def _waits_racing_the_settle(waiters: int) -> None:
+    """One round: threads wait (half of them polling with tiny timeouts) as the fork settles."""
+    gate = threading.Event()
+    fut = af.fork(gated(gate, "v"))
+    start = threading.Barrier(waiters + 1, timeout=T)
+    got: list[object] = []
+
+    def waiter(polling: bool) -> None:
+        start.wait()
+        while polling:
+            try:
+                got.append(af.wait(fut, timeout=0.0002))
+                return
+            except TimeoutError:
+                continue
+        got.append(fut.result(timeout=T))
+
+    threads = [threading.Thread(target=waiter, args=(i % 2 == 0,)) for i in range(waiters)]
+    for thread in threads:
+        thread.start()
+    start.wait()
+    gate.set()
+    for thread in threads:
+        thread.join(T)
+    assert got == ["v"] * waiters
+    assert _leftover_wakers(fut) == []
+
+
+def test_waits_racing_the_settle_all_wake(loop_kind):
+    """Threads that wait with and without timeouts while the fork settles: every wait ends
+    with the value (a polling one after timeouts before it); none hangs, none is left."""
+    for _ in range(20):
+        _waits_racing_the_settle(8)
+
+
+def _wait_over_two_loops(loop: asyncio.AbstractEventLoop, fail: bool) -> None:
+    """One round: forks on ``loop`` and on the background loop, released at once."""
+    gate = threading.Event()
+
+    def work(i: int) -> int:
+        assert gate.wait(T)
+        if fail and i == 7:
+            raise ValueError(i)
+        return i
+
+    async def fork_there() -> list[af.Future[int]]:
+        return [af.fork(work, i) for i in range(0, 40, 2)]
+
+    there = asyncio.run_coroutine_threadsafe(fork_there(), loop).result(T)
+    here = [af.fork(work, i) for i in range(1, 40, 2)]  # the background loop's
+    futs = [f for pair in zip(there, here, strict=True) for f in pair]
+    threading.Timer(0.001, gate.set).start()
+    if fail:
+        with pytest.raises(ValueError, match="7"):
+            af.wait(futs, timeout=T)
+        af.wait(futs, timeout=T, return_exceptions=True)
+    else:
+        assert af.wait(futs, timeout=T) == list(range(40))
+
+
+def test_wait_over_forks_of_two_loops_settling_at_once(loop_kind):
+    """One wait counts Futures settled in two loop threads at the same time: it wakes once
+    all are done (or, fail-fast, at the failure), every time."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        for round_ in range(20):
+            _wait_over_two_loops(loop, fail=round_ % 4 == 3)
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(T)
+        loop.close()
