@@ -116,10 +116,11 @@ class WorkItem:
         value: Any = None
         error: BaseException | None = None
         hooked = bool(HOOKS)
-        cpu = 0.0
+        cpu = helped = 0.0
         try:
             if hooked:  # inside the try: a hook's interrupt is this fork's outcome
                 cpu = time.thread_time()
+                helped = _local.helped_cpu
                 # In the fork's own context, so an instrument may set context for its code.
                 self.context.run(
                     _instruments.call, "fork_started", self.future, threading.current_thread().name
@@ -136,7 +137,9 @@ class WorkItem:
             self.state = FINISHED
             if hooked:
                 try:
-                    _instruments.call("fork_busy", self.future, time.thread_time() - cpu)
+                    # Not the CPU of forks this thread ran inline meanwhile: theirs are theirs.
+                    busy = time.thread_time() - cpu - (_local.helped_cpu - helped)
+                    _instruments.call("fork_busy", self.future, busy)
                 except BaseException as exc:  # a Ctrl-C landing in a hook
                     error = error or exc
         # Drop references before reporting, so a finished Future keeps no arguments alive.
@@ -155,6 +158,7 @@ class _Local(threading.local):
     item: WorkItem | None = None
     pool: Pool | None = None  # set on asyncfork's worker threads
     helping = 0  # how many queued forks this thread runs inline, nested
+    helped_cpu = 0.0  # CPU seconds of the forks it ran inline (read only by instruments)
 
 
 _local = _Local()
@@ -180,10 +184,13 @@ def help_run(item: WorkItem) -> bool:
     if pool is None or _local.helping >= MAX_HELP_DEPTH or not pool.claim(item):
         return False
     _local.helping += 1
+    helped, start = _local.helped_cpu, time.thread_time()
     try:
         item.run()
     finally:
         _local.helping -= 1
+        # The whole inline call, forks it helped included, once: not counted twice.
+        _local.helped_cpu = helped + time.thread_time() - start
     return True
 
 
@@ -191,7 +198,10 @@ class Pool:
     """asyncfork's worker threads. All bookkeeping happens under one lock."""
 
     def __init__(self, limit: int) -> None:
-        self._lock = threading.Lock()
+        # Shared by every pool: after af.shutdown() the old pool's workers finish its
+        # items while cancel() finds them through the new pool, so one lock must guard an
+        # item's state, whichever pool it was queued in.
+        self._lock = _items_lock
         self._queue: deque[WorkItem] = deque()
         self._idle: list[threading.Lock] = []
         self._limit = limit
@@ -457,6 +467,7 @@ def _fail(failed: list[tuple[WorkItem, BaseException]]) -> None:
 
 _pool: Pool | None = None
 _pool_lock = threading.Lock()
+_items_lock = threading.Lock()  # every pool's bookkeeping, and every work item's state
 _limit: int | None = None
 
 
@@ -492,8 +503,9 @@ def stop_pool() -> Pool | None:
 
 
 def reset_after_fork() -> None:
-    global _pool, _pool_lock
+    global _pool, _pool_lock, _items_lock
     _pool = None
     _pool_lock = threading.Lock()
+    _items_lock = threading.Lock()
     _local.item = None
     _local.pool = None

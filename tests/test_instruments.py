@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -96,6 +97,70 @@ def test_a_sync_fork_reports_its_worker_thread_and_its_cpu_time():
     assert log.threads[f"started:{fut.name}"] == started[2]  # called in that thread
     assert log.threads[f"busy:{fut.name}"] == started[2]
     assert "finished" in log.hooks_of(fut.name)
+
+
+def test_a_worker_that_runs_a_child_inline_is_not_charged_the_child_cpu(one_worker):
+    """With the only worker busy, a sync fork that waits on its queued child runs it inline
+    (helping): fork_busy gives the child its CPU time, not the parent."""
+    busy: dict[str, float] = {}
+    where: dict[str, str] = {}
+
+    class Cpu(af.Instrument):
+        def fork_started(self, fut: af.Future[Any], thread: str) -> None:
+            where[fut.name] = thread
+
+        def fork_busy(self, fut: af.Future[Any], seconds: float) -> None:
+            busy[fut.name] = seconds
+
+    def spin() -> None:
+        start = time.thread_time()
+        while time.thread_time() - start < 0.2:
+            pass
+
+    def parent() -> None:
+        af.wait(af.fork.options(name="spin")(spin))  # no timeout: the child runs here
+
+    with af.instrument(Cpu()):
+        af.fork.options(name="parent")(parent).result(timeout=T)
+    assert where["spin"] == where["parent"]  # it was helped
+    assert busy["spin"] >= 0.2
+    assert busy["parent"] < 0.1
+
+
+@pytest.mark.parametrize("how", ["sync", "async"])
+def test_a_wait_refused_by_a_closed_loop_still_ends_its_wait_record(how: str) -> None:
+    """A wait on a fork that can never finish (its loop closed with it pending) raises at
+    once; the instrument hears wait_ended for it, so a trace has no wait left open."""
+    loop = asyncio.SelectorEventLoop()
+    gate = asyncio.Event()
+
+    async def stuck() -> None:
+        await gate.wait()
+
+    async def make() -> af.Future[None]:
+        return af.fork(stuck)
+
+    fut = loop.run_until_complete(make())
+    loop.set_exception_handler(lambda _loop, _context: None)  # its task is dropped pending
+    loop.close()
+    log = Log()
+
+    async def waiting() -> None:
+        await af.wait(fut, timeout=T)
+
+    def wait() -> None:
+        if how == "sync":
+            af.wait(fut, timeout=T)
+        else:
+            asyncio.run(waiting())
+
+    try:
+        with af.instrument(log), pytest.raises(RuntimeError, match="can never finish"):
+            wait()
+        waits = [hook for hook in log.hooks_of(fut.name) if hook.startswith("wait")]
+        assert waits == ["wait_began", "wait_ended"]
+    finally:
+        fut._mark_retrieved()
 
 
 def test_an_executor_fork_is_started_on_the_executor():
