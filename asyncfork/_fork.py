@@ -24,6 +24,7 @@ from ._executor_fork import cancel_executor, start_executor
 from ._future import EXECUTOR, PENDING, THREAD, Future
 from ._instruments import HOOKS
 from ._launch import launch, post_launch
+from ._mailbox import LoopClosing
 from ._runner import ROOTS, background_loop, roots_of
 from ._scope import CURRENT, Node
 from ._thread_fork import cancel_sync, submit_item, sync_returned
@@ -230,7 +231,7 @@ class Forker:
                     # From another thread, queue it at once: it need not wait for a busy loop,
                     # and a worker about to wait on it can run it inline. Only the
                     # registration goes through the loop, ahead of the fork's outcome.
-                    post_launch(fut, None, None)
+                    _post_launch(fut, None, None)
                     fut._started = True
                     _threads.pool().submit(item)
                     return fut
@@ -239,13 +240,37 @@ class Forker:
             if on_loop:
                 launch(fut, start, deadline)
             else:
-                post_launch(fut, start, deadline)
+                _post_launch(fut, start, deadline)
             return fut
         except BaseException as exc:
             # fork() raised after fork_made: the fork never runs, and instruments hear so.
             if HOOKS:
                 _instruments.call("fork_finished", fut, exc)
             raise
+
+
+def _post_launch(
+    fut: Future[Any], start: Callable[[Future[Any]], None] | None, deadline: float | None
+) -> None:
+    """``post_launch``; a root fork whose background loop af.shutdown() is closing (or has
+    closed since ``fork()`` got it) goes to the new background loop. Nothing has run it or
+    seen its loop yet, but fork_made's hook."""
+    while True:
+        try:
+            post_launch(fut, start, deadline)
+            return
+        except RuntimeError as exc:  # LoopClosing, or "the event loop is closed"
+            # A plain thread's root fork (no scope, no loop of its own) went to the background
+            # loop: if that loop is closed now, af.shutdown() closed it since.
+            if not isinstance(exc, LoopClosing) and (
+                CURRENT.get() is not None
+                or _get_running_loop() is not None
+                or fut._parent is not None
+                or not fut._loop.is_closed()
+            ):
+                raise
+            fut._loop = background_loop()
+            fut._scope = roots_of(fut._loop)
 
 
 def _creation_site(frame: FrameType) -> StackSummary:

@@ -19,7 +19,7 @@ from ._blocking import blocking_acquire
 from ._errors import DeadlockError, callable_name, check_count, check_name, check_timeout
 from ._fork import Forker
 from ._future import PENDING, Future
-from ._mailbox import post
+from ._mailbox import LoopClosing, post
 from ._runner import background_loop, roots_of
 from ._scope import CURRENT, Node, current_fork, joined_future
 
@@ -115,8 +115,12 @@ class Group(Node):
                 "running in this thread: write `async with af.group() as g:`"
             )
         node = CURRENT.get()
-        self._enter(background_loop() if node is None else node._host_loop())
-        return self
+        while True:
+            try:
+                self._enter(background_loop() if node is None else node._host_loop())
+                return self
+            except LoopClosing:  # af.shutdown() closed that loop meanwhile: use the new one
+                self._state, self._holder = _NEW, None
 
     # -- forking into it (called by Forker) --------------------------------------------
 

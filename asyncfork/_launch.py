@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ._future import PENDING, Future
-from ._mailbox import post
+from ._mailbox import LoopClosing, post, post_root
 from ._outcome import on_timeout
 
 _inflight_lock = threading.Lock()
@@ -30,8 +30,12 @@ def post_launch(
             if parent._state != PENDING:
                 parent._fork_target(fut)  # raises: the parent has finished
             parent._inflight += 1
+    elif parent is not None and parent._is_root_set:
+        # A root fork: refused (LoopClosing) once af.shutdown() closes its loop.
+        _post(post_root, fut._loop, launch, fut, start, deadline)
+        return
     try:
-        _post(fut._loop, launch, fut, start, deadline, counted)
+        _post(post, fut._loop, launch, fut, start, deadline, counted)
     except BaseException:
         if counted:
             with _inflight_lock:
@@ -39,9 +43,13 @@ def post_launch(
         raise
 
 
-def _post(loop: AbstractEventLoop, fn: Callable[..., object], *args: Any) -> None:
+def _post(
+    how: Callable[..., None], loop: AbstractEventLoop, fn: Callable[..., object], *args: Any
+) -> None:
     try:
-        post(loop, fn, *args)
+        how(loop, fn, *args)
+    except LoopClosing:
+        raise
     except RuntimeError:
         raise RuntimeError(
             f"cannot fork onto {loop!r}: the event loop is closed. Fork from code that runs "

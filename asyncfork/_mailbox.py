@@ -13,7 +13,7 @@ posted. Loops asyncfork does not own get plain ``call_soon_threadsafe``.
 from __future__ import annotations
 
 import threading
-from asyncio import AbstractEventLoop, _get_running_loop
+from asyncio import AbstractEventLoop, _get_running_loop, sleep
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -26,10 +26,26 @@ _LIMIT = 16384
 _LOW = _LIMIT // 2
 
 
+class LoopClosing(RuntimeError):
+    """A root fork or group from another thread reached a loop that af.shutdown() is closing.
+
+    The forking code then uses the new background loop; users never see it.
+    """
+
+
 class Mailbox:
     """The queue of calls posted to one loop from other threads."""
 
-    __slots__ = ("_calls", "_room", "_scheduled", "_waiting", "closed", "loop")
+    __slots__ = (
+        "_calls",
+        "_lock",
+        "_room",
+        "_scheduled",
+        "_waiting",
+        "closed",
+        "loop",
+        "refusing_roots",
+    )
 
     def __init__(self, loop: AbstractEventLoop) -> None:
         self.loop = loop
@@ -37,17 +53,28 @@ class Mailbox:
         self._scheduled = False
         self._waiting = 0  # threads waiting for room, under _room's lock
         self._room = threading.Condition(threading.Lock())
+        # Makes "closed, or queued and the loop woken" one step: a call is never left in a
+        # queue that nobody runs, and a poster told "closed" knows its call never runs.
+        self._lock = threading.Lock()
         self.closed = False
+        # Set while af.shutdown() closes the loop: root forks and groups from other threads
+        # are refused (under _lock), and go to the new background loop instead.
+        self.refusing_roots = False
 
-    def post(self, fn: Callable[..., object], args: tuple[Any, ...]) -> None:
+    def post(self, fn: Callable[..., object], args: tuple[Any, ...], root: bool = False) -> None:
         if len(self._calls) >= _LIMIT and _get_running_loop() is None:
             self._wait_for_room()
-        self._calls.append((fn, args))
-        # Racy by design, and safe: _run clears the flag before it drains the queue, so
-        # a call appended before a stale True is seen is still drained by that run.
-        if not self._scheduled:
-            self._scheduled = True
-            self.loop.call_soon_threadsafe(self._run)
+        with self._lock:
+            if self.closed:
+                raise RuntimeError("Event loop is closed")
+            if root and self.refusing_roots:
+                raise LoopClosing
+            self._calls.append((fn, args))
+            # _run clears the flag (without the lock) before it drains the queue, so a
+            # call appended while a stale True is seen is still drained by that run.
+            if not self._scheduled:
+                self._scheduled = True
+                self.loop.call_soon_threadsafe(self._run)
 
     def _wait_for_room(self) -> None:
         """Block this thread (it runs no loop) until the loop has drained the queue to _LOW.
@@ -103,11 +130,60 @@ def open_mailbox(loop: AbstractEventLoop) -> None:
     _mailboxes[loop] = Mailbox(loop)
 
 
-def close_mailbox(loop: AbstractEventLoop) -> None:
+async def close_mailbox(loop: AbstractEventLoop) -> None:
+    """On ``loop``, before it closes: refuse new calls, and run the ones posted before."""
+    box = _mailboxes.get(loop)
+    if box is None:
+        return
+    _refuse(box)
+    while box._calls:
+        box._run()
+        await sleep(0)  # what those calls scheduled runs too
+
+
+def forget_mailbox(loop: AbstractEventLoop) -> None:
+    """Once ``loop`` is closed (or could not be drained): drop its mailbox for good."""
     box = _mailboxes.pop(loop, None)
     if box is not None:
+        _refuse(box)
+
+
+def _refuse(box: Mailbox) -> None:
+    with box._lock:
         box.closed = True
-        box._wake_posters()
+    box._wake_posters()
+
+
+def refuse_roots(loop: AbstractEventLoop, refuse: bool) -> bool:
+    """Refuse (or accept again) root forks and groups posted to ``loop`` from other threads.
+
+    Those posted before are queued ahead of anything posted after this call. Returns
+    whether any call was queued then (if none, no root fork is on its way).
+    """
+    box = _mailboxes.get(loop)
+    if box is None:
+        return False
+    with box._lock:
+        box.refusing_roots = refuse
+        return bool(box._calls)
+
+
+def admit_root(loop: AbstractEventLoop, admit: Callable[[], object]) -> None:
+    """Call ``admit()`` unless ``loop`` refuses roots from other threads (LoopClosing)."""
+    box = _mailboxes.get(loop)
+    if box is None:
+        admit()
+        return
+    with box._lock:
+        if box.refusing_roots:
+            raise LoopClosing
+        admit()
+
+
+def has_calls(loop: AbstractEventLoop) -> bool:
+    """Are calls posted to ``loop`` waiting to run?"""
+    box = _mailboxes.get(loop)
+    return box is not None and bool(box._calls)
 
 
 def owns_loop(loop: AbstractEventLoop) -> bool:
@@ -124,3 +200,14 @@ def post(loop: AbstractEventLoop, fn: Callable[..., object], *args: Any) -> None
         if loop.is_closed():
             raise RuntimeError("Event loop is closed")
         box.post(fn, args)
+
+
+def post_root(loop: AbstractEventLoop, fn: Callable[..., object], *args: Any) -> None:
+    """``post`` for launching a root fork: raises LoopClosing while ``loop`` refuses them."""
+    box = _mailboxes.get(loop)
+    if box is None:
+        loop.call_soon_threadsafe(fn, *args)
+    else:
+        if loop.is_closed():
+            raise RuntimeError("Event loop is closed")
+        box.post(fn, args, True)

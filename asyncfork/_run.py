@@ -13,7 +13,7 @@ from . import _runner, _threads
 from ._errors import check_count
 from ._fork import fork
 from ._future import Future
-from ._mailbox import close_mailbox, open_mailbox
+from ._mailbox import close_mailbox, forget_mailbox, open_mailbox
 from ._runner import Roots, cancel_remaining_tasks, disown, new_event_loop, own
 from ._scope import current_fork, joined_future, wake
 
@@ -44,13 +44,14 @@ def run_root(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, 
     finally:
         disown(loop)
         try:
+            loop.run_until_complete(close_mailbox(loop))
             cancel_remaining_tasks(loop)
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.run_until_complete(loop.shutdown_default_executor())
         finally:
             asyncio.set_event_loop(None)
             loop.close()
-            close_mailbox(loop)
+            forget_mailbox(loop)
 
 
 async def _supervise(

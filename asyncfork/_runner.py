@@ -14,11 +14,21 @@ import threading
 import time
 from asyncio import AbstractEventLoop
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from . import _threads
-from ._errors import DeadlockError, check_timeout
-from ._mailbox import close_mailbox, open_mailbox, post
+from ._errors import DeadlockError, check_bool, check_timeout
+from ._mailbox import (
+    LoopClosing,
+    admit_root,
+    close_mailbox,
+    forget_mailbox,
+    has_calls,
+    open_mailbox,
+    post,
+    refuse_roots,
+)
 from ._scope import Node, joined_future
 
 if TYPE_CHECKING:
@@ -66,22 +76,54 @@ def new_event_loop() -> AbstractEventLoop:
 
 
 class Roots(Node):
-    """The root forks of a loop asyncfork owns, so they can be drained or cancelled."""
+    """The root forks of a loop, and the groups open outside any fork, so they can be
+    drained or cancelled. Its join waits for forks on their way from other threads too.
+    """
+
+    _is_root_set = True
 
     def __init__(self, loop: AbstractEventLoop) -> None:
         self.loop = loop
         self.background: _Background | None = None  # set for the background loop's roots
         # Set by af.run: a fork's KeyboardInterrupt or SystemExit ends the whole run.
         self.on_interrupt: Callable[[BaseException], None] | None = None
+        # Whether its join waits for the groups open in it. Not at interpreter exit: a
+        # group's body there may run in a daemon thread, which Python abandons.
+        self.joins_groups = True
+
+    def _add_group(self, group: Node) -> None:
+        # From the thread entering the group: refused, as a root fork is, once af.shutdown()
+        # closes the loop, so that no group slips in after the join.
+        admit_root(self.loop, partial(Node._add_group, self, group))
+        if self.loop.is_closed():  # its mailbox was gone already: af.shutdown() closed it
+            Node._discard_group(self, group)
+            raise LoopClosing
+
+    def _discard_group(self, group: Node) -> None:
+        super()._discard_group(group)
+        self._maybe_joined()
+
+    def joined(self) -> bool:
+        """No root fork pending and (if it joins them) no group open."""
+        return not (self._children or (self.joins_groups and self._groups))
+
+    def _when_joined(self, callback: Callable[[], None]) -> None:
+        if self.joined():
+            callback()
+        else:
+            self._on_joined = callback
+
+    def _maybe_joined(self) -> None:
+        if self._on_joined is not None and self.joined():
+            on_joined, self._on_joined = self._on_joined, None
+            on_joined()
 
     def _child_done(self, child: Future[Any]) -> None:
         # A root's failure is reported when its Future is dropped unretrieved, not here.
         children = self._children
         if children is not None:
             children.discard(child)
-        if not children and self._on_joined is not None:
-            on_joined, self._on_joined = self._on_joined, None
-            on_joined()
+        self._maybe_joined()
 
     def cancel_daemons(self, msg: str = "asyncfork is shutting down") -> None:
         """Cancel the daemon forks; a daemon's running sync call is abandoned, never waited for."""
@@ -90,17 +132,25 @@ class Roots(Node):
                 fut._cancel_abandoning(msg)
 
     def cancel_all(self, msg: str = "asyncfork is shutting down") -> None:
-        """Cancel every root fork, the daemons first (as in ``cancel_daemons``)."""
+        """Cancel every root fork, the daemons first (as in ``cancel_daemons``), and the
+        groups open in it."""
         self.cancel_daemons(msg)
         self._cancel_children(msg)
 
     def pending(self) -> int:
-        return len(self._children or ())
+        """How many root forks (and groups it joins) are not finished."""
+        groups = len(self._groups or ()) if self.joins_groups else 0
+        return len(self._children or ()) + groups
 
     async def drained(self) -> None:
-        """Return once every root fork has finished (on the loop, which must be running)."""
-        while self.pending():  # roots forked meanwhile are waited for too
-            await joined_future(self, self.loop)
+        """Return once the root set is joined and no call posted to the loop is left (so
+        no root fork is on its way); on the loop, which must be running."""
+        while True:
+            while not self.joined():  # roots forked meanwhile are waited for too
+                await joined_future(self, self.loop)
+            if not has_calls(self.loop):
+                return
+            await asyncio.sleep(0)  # the mailbox runs what was posted
 
 
 # Root sets of the loops asyncfork runs (the background loop and af.run's loops): their
@@ -161,6 +211,10 @@ class _Background:
         self.loop = new_event_loop()
         self.roots = Roots(self.loop)
         self.roots.background = self
+        # What happens to root forks that reach the loop after it was told to stop (made on
+        # the loop itself meanwhile): drained, unless af.shutdown(cancel=True) asked.
+        self.cancel_late_forks = False
+        self.closed = False  # af.shutdown() drained it: it takes no more root forks
         self.thread = threading.Thread(target=self._serve, name=_LOOP_THREAD_NAME, daemon=True)
         self._ready = threading.Event()
         own(self.loop, self.roots)
@@ -179,57 +233,65 @@ class _Background:
             except BaseException:  # a callback's KeyboardInterrupt or SystemExit: keep serving
                 continue
         try:
-            # Forks that reached the loop after the drain (they raced shutdown) are
-            # cancelled and finish their cleanup, as asyncio.run does with its tasks.
-            self.roots.cancel_all()
+            # The groups still open now have bodies nobody waits for (an exit's daemon
+            # threads); forks that reached the loop late are drained, or cancelled and
+            # finish their cleanup, as asyncio.run does with its tasks.
+            self.roots.joins_groups = False
+            if self.cancel_late_forks:
+                self.roots.cancel_all()
             loop.run_until_complete(self.roots.drained())
+            # From here on posts raise "loop is closed"; the calls posted before still run.
+            loop.run_until_complete(close_mailbox(loop))
             cancel_remaining_tasks(loop)
             loop.run_until_complete(loop.shutdown_asyncgens())
         finally:
             loop.close()
-            close_mailbox(loop)
+            forget_mailbox(loop)
 
-    def wait_joined(self, cancel: str, timeout: float | None) -> bool:
-        """Block until every root fork is done; ``cancel`` is "none", "daemons" or "all"."""
-        done = threading.Lock()
-        done.acquire()
-        armed = threading.Lock()
-        armed.acquire()
+    def _arm(self, cancel: str, on_joined: Callable[[], None]) -> None:
+        """On the loop: cancel as asked ("none", "daemons" or "all"), then wait to be joined."""
+        if cancel == "all":
+            self.roots.cancel_all()
+        elif cancel == "daemons":
+            self.roots.cancel_daemons()
+        self.roots._when_joined(on_joined)
 
-        def arm() -> None:
-            if cancel == "all":
-                self.roots.cancel_all()
-            elif cancel == "daemons":
-                self.roots.cancel_daemons()
-            self.roots._when_joined(done.release)
-            armed.release()
+    def close_roots(self, cancel: str, timeout: float | None) -> bool:
+        """Block until every root fork and root group is done; True then, and ``closed``.
 
-        post(self.loop, arm)
-        # One deadline for both: the loop taking the request (it may be busy), then the
-        # forks. A late arm only releases a lock nobody waits on any more.
-        deadline = None if timeout is None else time.monotonic() + timeout
-        if not _threads.acquire(armed, timeout):
-            return not self.roots.pending()  # nothing to wait for: no timeout to report
-        left = None if deadline is None else max(0.0, deadline - time.monotonic())
-        return _threads.acquire(done, left) or not self.roots.pending()
+        ``cancel`` as in ``_arm``. From the start, root forks and groups from other threads
+        are refused (they go to the new background loop); those that came before are waited
+        for. False if ``timeout`` passed first: the loop then takes root forks again.
+        """
+        # Those posted before are queued ahead of the arm.
+        queued = refuse_roots(self.loop, True)
+        joined = threading.Lock()
+        joined.acquire()
+        post(self.loop, self._arm, cancel, joined.release)
+        try:
+            self.closed = _threads.acquire(joined, timeout)
+        finally:
+            # The loop was busy, and nothing was left: no root fork pending or on its way.
+            self.closed = self.closed or (not queued and self.roots.joined())
+            if not self.closed:  # given up (a timeout, a Ctrl-C): it serves as before
+                refuse_roots(self.loop, False)
+        return self.closed
 
     def drain_at_exit(self, cancel: str, serve: bool) -> None:
-        """``wait_joined(cancel, None)``; with ``serve``, run queued sync forks meanwhile,
-        on this thread, for an exit where no worker thread can be started.
+        """Block until every root fork is done; with ``serve``, run queued sync forks
+        meanwhile, on this thread, for an exit where no worker thread can be started.
+
+        The root set stays open: a daemon thread forking now still reaches this loop.
         """
+        self.roots.joins_groups = False
         if not serve:
-            self.wait_joined(cancel, None)
+            done = threading.Lock()
+            done.acquire()
+            post(self.loop, self._arm, cancel, done.release)
+            _threads.acquire(done, None)
             return
         server = _threads.Server(_threads.pool())
-
-        def arm() -> None:
-            if cancel == "all":
-                self.roots.cancel_all()
-            elif cancel == "daemons":
-                self.roots.cancel_daemons()
-            self.roots._when_joined(server.finish)
-
-        post(self.loop, arm)
+        post(self.loop, self._arm, cancel, server.finish)
         server.run()
 
     def stop(self) -> None:
@@ -292,7 +354,9 @@ def _all_backgrounds() -> list[_Background]:
 
 def shutdown(*, cancel: bool = False, timeout: float | None = None) -> None:
     global _background
+    # The rules are in af.shutdown's docstring; this is where they are kept.
     timeout = check_timeout(timeout, "shutdown(timeout=...)")
+    cancel = check_bool(cancel, "shutdown(cancel=...)")
     if is_background_thread() or _threads.on_worker_thread():
         raise DeadlockError(
             "af.shutdown() waits for asyncfork's own threads, so it cannot run on one of them; "
@@ -306,13 +370,24 @@ def shutdown(*, cancel: bool = False, timeout: float | None = None) -> None:
             "af.shutdown() once the loop has finished (after asyncio.run() returns)"
         )
     with _background_lock:
-        # Forks made from now on start a new background loop, not this closing one.
-        bg, _background = _background, None
-    if bg is not None:
-        if not bg.wait_joined("all" if cancel else "daemons", timeout):
-            with _background_lock:
-                if _background is None:
-                    _background = bg  # it keeps running, and remains the background loop
+        # Forks made from now on start a new background loop, not the closing ones. There
+        # is more than one when an earlier shutdown gave up while forks started a new one.
+        _background = None
+        closing = _all_backgrounds()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    for bg in closing:
+        bg.cancel_late_forks = cancel
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            closed = bg.close_roots("all" if cancel else "daemons", left)
+        except BaseException:  # a Ctrl-C
+            if bg.closed:
+                bg.stop()
+            else:
+                _keep_serving(bg)
+            raise
+        if not closed:
+            _keep_serving(bg)
             raise TimeoutError(
                 f"af.shutdown(): {bg.roots.pending()} forks still running after {timeout}s; "
                 "use af.shutdown(cancel=True) to cancel them"
@@ -321,28 +396,44 @@ def shutdown(*, cancel: bool = False, timeout: float | None = None) -> None:
     _threads.stop_pool()
 
 
+def _keep_serving(bg: _Background) -> None:
+    """A shutdown gave up on ``bg``: its forks go on, and it is the background loop again,
+    unless forks started a new one meanwhile (the exit drain and shutdown find both)."""
+    global _background
+    with _background_lock:
+        if _background is None:
+            _background = bg
+
+
 _interrupted_at_exit = False
 
 
 def _drain_at_exit() -> None:
-    """At interpreter exit, let pending background forks finish, as Python does for threads."""
+    """At interpreter exit, let pending background forks finish, as Python does for threads.
+
+    Every background loop still serving: an ``af.shutdown()`` that gave up (a timeout, a
+    Ctrl-C) may have left one beside the current one.
+    """
     global _interrupted_at_exit
-    bg = _background
-    if bg is None or not bg.thread.is_alive():
+    backgrounds = [bg for bg in _all_backgrounds() if bg.thread.is_alive()]
+    if not backgrounds:
         return
     # Python 3.12 refuses new threads once the interpreter is exiting ("can't create new
     # thread at interpreter shutdown"), in atexit and threading's exit hooks alike. Then
     # this thread serves the worker queue itself, so drained sync forks still run.
     serve = not _threads.can_start_threads()
-    try:
-        bg.drain_at_exit("daemons", serve)
-    except KeyboardInterrupt:
-        _interrupted_at_exit = True
+    cancel = "daemons"
+    for bg in backgrounds:
         try:
-            bg.drain_at_exit("all", serve)
+            bg.drain_at_exit(cancel, serve)
         except KeyboardInterrupt:
-            return  # a second Ctrl-C abandons what is left
-    bg.stop()
+            _interrupted_at_exit = True
+            cancel = "all"
+            try:
+                bg.drain_at_exit(cancel, serve)
+            except KeyboardInterrupt:
+                return  # a second Ctrl-C abandons what is left
+        bg.stop()
 
 
 def _exit_as_interrupted() -> None:

@@ -49,8 +49,9 @@ class Node:
     _children: set[Future[Any]] | None = None
     _failed: list[Future[Any]] | None = None
     _on_joined: Callable[[], None] | None = None
-    # Forks on their way to this node from other threads (counted under a lock in _fork).
+    # Forks on their way to this node from other threads (counted under a lock in _launch).
     _inflight: int = 0
+    _is_root_set: bool = False  # a loop's root set (see _runner.Roots)
     # Scheduling facts a fork reads from its scope; groups override them.
     _limit: int | None = None
     _cancel_requested: bool = False

@@ -19,6 +19,7 @@ from asyncio import AbstractEventLoop
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
+from ._errors import check_bool
 from ._future import PENDING, Future
 from ._runner import OWNED, ROOTS, loop_label
 from ._scope import Node
@@ -43,6 +44,7 @@ def tree(*, show: bool = True) -> str:
     server's), sync forks and group members included. Returns ``""`` when no
     fork is running.
     """
+    show = check_bool(show, "tree(show=...)")
     text = _render(_collect())
     if show:
         print(text or "(no forks running)", end="" if text else "\n")

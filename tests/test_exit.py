@@ -465,6 +465,94 @@ def test_second_ctrl_c_during_exit_drain_abandons_cleanup(spawn: Spawn) -> None:
     assert "Task was destroyed" not in err
 
 
+# -- Ctrl-C during af.shutdown() ----------------------------------------------------------
+
+
+@posix_only
+def test_ctrl_c_during_shutdown_keeps_the_background_loop(spawn: Spawn) -> None:
+    """Ctrl-C in `af.shutdown()` raises there; the loop it was closing stays the background
+    loop (later forks run on it, no second loop starts), and its pending fork is drained
+    at exit."""
+    proc = spawn(
+        """
+        gate = threading.Event()
+
+        async def loop_id():
+            return id(asyncio.get_running_loop())
+
+        async def pending():
+            await asyncio.to_thread(gate.wait, 10)
+            say("pending fork done")
+
+        before = af.fork(loop_id).result(timeout=5)
+        af.fork(pending)
+        announce_when_blocked()
+        try:
+            af.shutdown()
+        except KeyboardInterrupt:
+            say("interrupted")
+        after = af.fork(loop_id).result(timeout=5)
+        loops = [t for t in threading.enumerate() if t.name == "asyncfork-loop"]
+        say(f"same loop {after == before}, {len(loops)} loop thread")
+        af.fork(gate.set)
+        """,
+    )
+    assert read_line(proc) == "ready"
+    proc.send_signal(signal.SIGINT)
+    out, err = finish(proc)
+    assert out.splitlines() == ["interrupted", "same loop True, 1 loop thread", "pending fork done"]
+    assert proc.returncode == 0, err
+    assert_quiet(err)
+
+
+@posix_only
+def test_ctrl_c_during_shutdown_while_a_new_loop_started_drains_both_at_exit(
+    spawn: Spawn,
+) -> None:
+    """A thread forks while `af.shutdown()` waits: its fork starts a new background loop.
+    Ctrl-C then leaves two loops serving; the exit drains the forks of both."""
+    proc = spawn(
+        """
+        gate, new_done = threading.Event(), threading.Event()
+
+        async def pending(name):
+            await asyncio.to_thread(gate.wait, 10)
+            say(f"{name} done")
+            new_done.set()
+
+        async def pending_longer():  # still running once the new loop is drained
+            await asyncio.to_thread(new_done.wait, 10)
+            await asyncio.sleep(0.3)
+            say("old loop's fork done")
+
+        af.fork(pending_longer)
+
+        def fork_once_shutdown_waits():
+            while not _main_blocked_in_asyncfork(False):
+                time.sleep(0.005)
+            af.fork(pending, "new loop's fork")  # no background loop now: a new one
+            announce_when_blocked()
+
+        threading.Thread(target=fork_once_shutdown_waits, daemon=True).start()
+        try:
+            af.shutdown()
+        except KeyboardInterrupt:
+            say("interrupted")
+        loops = [t for t in threading.enumerate() if t.name == "asyncfork-loop"]
+        say(f"{len(loops)} loop threads")
+        af.fork(gate.set)
+        """,
+    )
+    assert read_line(proc) == "ready"
+    proc.send_signal(signal.SIGINT)
+    out, err = finish(proc)
+    lines = out.splitlines()
+    assert lines[:2] == ["interrupted", "2 loop threads"]
+    assert sorted(lines[2:]) == ["new loop's fork done", "old loop's fork done"]
+    assert proc.returncode == 0, err
+    assert_quiet(err)
+
+
 # -- Ctrl-C while blocked ------------------------------------------------------------------
 
 BLOCKING_CALLS = {

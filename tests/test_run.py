@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
 import sys
-import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -384,6 +381,13 @@ def test_shutdown_with_zero_timeout_when_nothing_runs(loop_kind):
     af.shutdown(timeout=0)  # and with no background loop at all
 
 
+@pytest.mark.parametrize("value", ["no", 0, 1, None])
+def test_shutdown_cancel_must_be_a_bool(value: object) -> None:
+    """shutdown(cancel="no") must not cancel everything: a TypeError naming the option."""
+    with pytest.raises(TypeError, match=r"shutdown\(cancel=...\) must be True or False"):
+        af.shutdown(cancel=value)  # type: ignore[arg-type]
+
+
 def test_shutdown_on_a_worker_thread_is_deadlock_error(loop_kind):
     """af.shutdown() on asyncfork's own threads (a worker) raises DeadlockError."""
 
@@ -504,63 +508,80 @@ def test_a_sync_fork_abandoned_just_as_its_call_returned_still_ends():
             fut.result(timeout=T)
 
 
-SHUTDOWN_RACE = textwrap.dedent(
-    """
-    import asyncio, threading, time
-    import asyncfork as af
-
-    async def co():
-        await asyncio.sleep(0)
-        return 1
-
-    stop = threading.Event()
-    problems = []
-
-    def forker():
-        while not stop.is_set():
-            try:
-                f = af.fork(co)
-            except Exception as exc:
-                problems.append(f"fork raised {exc!r}")
-                continue
-            try:
-                f.result(timeout=2)
-            except asyncio.CancelledError:
-                pass
-            except BaseException as exc:
-                problems.append(f"{f!r}: {exc!r}")
-
-    threads = [threading.Thread(target=forker) for _ in range(3)]
-    for t in threads:
-        t.start()
-    for _ in range(15):
-        time.sleep(0.01)  # work: let forks pile up
-        af.shutdown()
-    stop.set()
-    for t in threads:
-        t.join(10)
-        assert not t.is_alive(), "a forker hangs"
-    print("PROBLEMS", problems[:3], len(problems))
-    """
-)
+# -- groups open outside any fork: shutdown waits for them ----------------------------------
 
 
-@pytest.mark.parametrize("kind", ["asyncio", "uvloop"])
-def test_forks_racing_shutdown_end_and_leave_no_noise(kind):
-    """`af.shutdown()` drains the background loop and later use restarts it -- forks racing
-    it end (done or cancelled), none stays pending, no "Task was destroyed"."""
-    env = dict(os.environ, ASYNCFORK_LOOP=kind)
-    proc = subprocess.run(
-        [sys.executable, "-c", SHUTDOWN_RACE],
-        capture_output=True,
-        text=True,
-        timeout=40,
-        env=env,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert "PROBLEMS [] 0" in proc.stdout, proc.stdout
-    assert "Task was destroyed" not in proc.stderr
-    assert "Traceback" not in proc.stderr, proc.stderr
+def _in_thread(fn: Callable[[], object]) -> tuple[threading.Thread, list[object]]:
+    """Run ``fn`` in a plain thread; its outcome (value or exception) lands in the list."""
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            outcome.append(fn())
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, outcome
+
+
+def test_shutdown_waits_for_a_sync_group_open_in_a_plain_thread(loop_kind):
+    """A `with af.group()` in a plain thread belongs to the background loop's root set:
+    shutdown waits until it has exited, its children are never cancelled, and its body
+    can still fork while shutdown waits."""
+    inside, release = threading.Event(), threading.Event()
+
+    async def child(x: int) -> int:
+        await asyncio.to_thread(release.wait, T)
+        return x
+
+    def body() -> list[int]:
+        with af.group() as g:
+            first = g.fork(child, 1)
+            inside.set()
+            assert release.wait(T)
+            second = g.fork(child, 2)  # the loop is still open
+        return [first.result(timeout=0), second.result(timeout=0)]
+
+    thread, outcome = _in_thread(body)
+    assert inside.wait(T)
+    with pytest.raises(TimeoutError):
+        af.shutdown(timeout=0.05)  # the group is open: nothing is closed
+    waiter, shut = _in_thread(af.shutdown)
+    release.set()
+    thread.join(T)
+    waiter.join(T)
+    assert outcome == [[1, 2]]
+    assert shut == [None]
+    assert background_threads() == []
+
+
+def test_shutdown_cancel_cancels_an_open_sync_group_and_waits_for_its_exit(loop_kind):
+    """shutdown(cancel=True) cancels the children of a sync group open in a plain thread;
+    the group's exit raises CancelledError there, and shutdown returns after it."""
+    inside, child_cancelled = threading.Event(), threading.Event()
+
+    async def forever_child() -> None:
+        try:
+            inside.set()  # running: its cleanup will run when it is cancelled
+            await asyncio.sleep(3600)
+        finally:
+            child_cancelled.set()
+
+    def body() -> str:
+        with af.group() as g:
+            g.fork(forever_child)
+            assert child_cancelled.wait(T)
+        return "after the block"  # never: the block was cancelled
+
+    thread, outcome = _in_thread(body)
+    assert inside.wait(T)
+    af.shutdown(cancel=True, timeout=T)
+    thread.join(T)
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], asyncio.CancelledError)
+    assert background_threads() == []
 
 
 # -- the loop kind: uvloop by default, ASYNCFORK_LOOP and configure(loop=...) --------------

@@ -252,3 +252,10 @@ def test_loops_dropped_without_close_are_not_kept_alive_by_their_root_sets() -> 
             if loop is not None:
                 loop.close()
         del alive
+
+
+@pytest.mark.parametrize("value", ["no", 0, None])
+def test_show_must_be_a_bool(value: object) -> None:
+    """tree(show="no") must not print: a TypeError naming the option."""
+    with pytest.raises(TypeError, match=r"tree\(show=...\) must be True or False"):
+        af.tree(show=value)  # type: ignore[arg-type]
