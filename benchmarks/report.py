@@ -127,6 +127,24 @@ def ref_value(result: Result) -> float | None:
     return None
 
 
+def ratio_spread(row: dict[str, Any], ref: dict[str, Any]) -> tuple[float, float] | None:
+    """The lowest and highest of the row's samples over the reference's taken with them.
+
+    Samples are interleaved (one pass of every row, then the next), so the i-th sample of
+    the row and of its reference saw the same machine state: their ratio is one
+    measurement of the ratio, and the range of those shows the run-to-run drift.
+    """
+    pairs = [
+        (value, base)
+        for value, base in zip(row.get("samples", ()), ref.get("samples", ()), strict=False)
+        if base
+    ]
+    if len(pairs) < 2:
+        return None
+    ratios = [value / base for value, base in pairs]
+    return min(ratios), max(ratios)
+
+
 def row_of(result: Result, pred: Any) -> dict[str, Any] | None:
     for row in result["rows"]:
         if pred(row):
@@ -250,22 +268,26 @@ def target_table(data: Result) -> list[str]:
         ok = True
         for loop in LOOPS:
             ratios = {}
+            spreads = {}
             for r in by.get(t.scenario, []):
                 if r["loop"] != loop:
                     continue
                 row = row_of(r, lambda x: x["target"])
+                ref_row = row_of(r, lambda x: x["ref"])
                 ref = ref_value(r)
-                if row and row["median"] and ref:
+                if row and row["median"] and ref and ref_row:
                     ratios[r["pinned"]] = row["median"] / ref
+                    spreads[r["pinned"]] = ratio_spread(row, ref_row)
             main = ratios.get(t.pinned)
             if main is None:
                 cells.append("—")
                 ok = False
                 continue
             ok = ok and main <= t.limit[loop]
-            extra = ""
+            spread = spreads.get(t.pinned)
+            extra = f" [{spread[0]:.2f}–{spread[1]:.2f}]" if spread else ""
             if t.pinned and False in ratios:
-                extra = f" (unpinned {ratios[False]:.2f})"
+                extra += f" (unpinned {ratios[False]:.2f})"
             cells.append(_ratio_cell(main, t.limit[loop], extra))
         basis = " (pinned)" if t.pinned else ""
         lines.append(
@@ -374,6 +396,9 @@ def markdown(data: Result) -> str:
         "the uvloop columns); lower is better",
         "",
         "## Performance targets (asyncfork row ÷ reference)",
+        "",
+        "Each ratio is the median row over the median reference; [low–high] is the range of "
+        "the ratios of the samples taken together (the run-to-run spread).",
         "",
         *target_table(data),
     ]
