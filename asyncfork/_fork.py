@@ -252,23 +252,14 @@ class Forker:
 def _post_launch(
     fut: Future[Any], start: Callable[[Future[Any]], None] | None, deadline: float | None
 ) -> None:
-    """``post_launch``; a root fork whose background loop af.shutdown() is closing (or has
-    closed since ``fork()`` got it) goes to the new background loop. Nothing has run it or
-    seen its loop yet, but fork_made's hook."""
+    """``post_launch``; a root fork whose loop af.shutdown() is closing, or closed since
+    ``fork()`` got it, goes to the background loop. Nothing has run it or seen its loop
+    yet, but fork_made's hook."""
     while True:
         try:
             post_launch(fut, start, deadline)
             return
-        except RuntimeError as exc:  # LoopClosing, or "the event loop is closed"
-            # A plain thread's root fork (no scope, no loop of its own) went to the background
-            # loop: if that loop is closed now, af.shutdown() closed it since.
-            if not isinstance(exc, LoopClosing) and (
-                CURRENT.get() is not None
-                or _get_running_loop() is not None
-                or fut._parent is not None
-                or not fut._loop.is_closed()
-            ):
-                raise
+        except LoopClosing:
             fut._loop = background_loop()
             fut._scope = roots_of(fut._loop)
 

@@ -13,6 +13,7 @@ posted. Loops asyncfork does not own get plain ``call_soon_threadsafe``.
 from __future__ import annotations
 
 import threading
+import weakref
 from asyncio import AbstractEventLoop, _get_running_loop, sleep
 from collections import deque
 from collections.abc import Callable
@@ -65,10 +66,10 @@ class Mailbox:
         if len(self._calls) >= _LIMIT and _get_running_loop() is None:
             self._wait_for_room()
         with self._lock:
+            if root and self.refusing_roots:  # first: a loop af.shutdown() closes stays so
+                raise LoopClosing
             if self.closed:
                 raise RuntimeError("Event loop is closed")
-            if root and self.refusing_roots:
-                raise LoopClosing
             self._calls.append((fn, args))
             # _run clears the flag (without the lock) before it drains the queue, so a
             # call appended while a stale True is seen is still drained by that run.
@@ -146,6 +147,12 @@ def forget_mailbox(loop: AbstractEventLoop) -> None:
     box = _mailboxes.pop(loop, None)
     if box is not None:
         _refuse(box)
+        if box.refusing_roots:  # af.shutdown() closed it: later root forks go elsewhere
+            _shut_down.add(loop)
+
+
+# Loops af.shutdown() closed: a root fork that got one before it closed is sent on.
+_shut_down: weakref.WeakSet[AbstractEventLoop] = weakref.WeakSet()
 
 
 def _refuse(box: Mailbox) -> None:
@@ -172,6 +179,8 @@ def admit_root(loop: AbstractEventLoop, admit: Callable[[], object]) -> None:
     """Call ``admit()`` unless ``loop`` refuses roots from other threads (LoopClosing)."""
     box = _mailboxes.get(loop)
     if box is None:
+        if loop in _shut_down:
+            raise LoopClosing
         admit()
         return
     with box._lock:
@@ -203,9 +212,12 @@ def post(loop: AbstractEventLoop, fn: Callable[..., object], *args: Any) -> None
 
 
 def post_root(loop: AbstractEventLoop, fn: Callable[..., object], *args: Any) -> None:
-    """``post`` for launching a root fork: raises LoopClosing while ``loop`` refuses them."""
+    """``post`` for launching a root fork: raises LoopClosing while ``loop`` refuses them,
+    and once af.shutdown() has closed it."""
     box = _mailboxes.get(loop)
     if box is None:
+        if loop in _shut_down:
+            raise LoopClosing
         loop.call_soon_threadsafe(fn, *args)
     else:
         if loop.is_closed():

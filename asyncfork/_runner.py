@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 from . import _threads
 from ._errors import DeadlockError, check_bool, check_timeout
 from ._mailbox import (
-    LoopClosing,
     admit_root,
     close_mailbox,
     forget_mailbox,
@@ -90,14 +89,14 @@ class Roots(Node):
         # Whether its join waits for the groups open in it. Not at interpreter exit: a
         # group's body there may run in a daemon thread, which Python abandons.
         self.joins_groups = True
+        # Everyone waiting for the join (two shutdowns, a shutdown and the exit drain, the
+        # final drain), unlike a fork's join, which has one waiter: all are called.
+        self._joined_callbacks: list[Callable[[], None]] = []
 
     def _add_group(self, group: Node) -> None:
         # From the thread entering the group: refused, as a root fork is, once af.shutdown()
         # closes the loop, so that no group slips in after the join.
         admit_root(self.loop, partial(Node._add_group, self, group))
-        if self.loop.is_closed():  # its mailbox was gone already: af.shutdown() closed it
-            Node._discard_group(self, group)
-            raise LoopClosing
 
     def _discard_group(self, group: Node) -> None:
         super()._discard_group(group)
@@ -111,12 +110,13 @@ class Roots(Node):
         if self.joined():
             callback()
         else:
-            self._on_joined = callback
+            self._joined_callbacks.append(callback)
 
     def _maybe_joined(self) -> None:
-        if self._on_joined is not None and self.joined():
-            on_joined, self._on_joined = self._on_joined, None
-            on_joined()
+        if self._joined_callbacks and self.joined():
+            callbacks, self._joined_callbacks = self._joined_callbacks, []
+            for callback in callbacks:
+                callback()
 
     def _child_done(self, child: Future[Any]) -> None:
         # A root's failure is reported when its Future is dropped unretrieved, not here.
@@ -248,8 +248,15 @@ class _Background:
             loop.close()
             forget_mailbox(loop)
 
-    def _arm(self, cancel: str, on_joined: Callable[[], None]) -> None:
-        """On the loop: cancel as asked ("none", "daemons" or "all"), then wait to be joined."""
+    def _arm(
+        self, cancel: str, on_joined: Callable[[], None], given_up: threading.Event | None = None
+    ) -> None:
+        """On the loop: cancel as asked ("none", "daemons" or "all"), then wait to be joined.
+
+        Nothing, if the shutdown that asked gave up before the loop got to it.
+        """
+        if given_up is not None and given_up.is_set():
+            return
         if cancel == "all":
             self.roots.cancel_all()
         elif cancel == "daemons":
@@ -267,13 +274,15 @@ class _Background:
         queued = refuse_roots(self.loop, True)
         joined = threading.Lock()
         joined.acquire()
-        post(self.loop, self._arm, cancel, joined.release)
+        given_up = threading.Event()
+        post(self.loop, self._arm, cancel, joined.release, given_up)
         try:
             self.closed = _threads.acquire(joined, timeout)
         finally:
             # The loop was busy, and nothing was left: no root fork pending or on its way.
             self.closed = self.closed or (not queued and self.roots.joined())
             if not self.closed:  # given up (a timeout, a Ctrl-C): it serves as before
+                given_up.set()
                 refuse_roots(self.loop, False)
         return self.closed
 
@@ -295,7 +304,10 @@ class _Background:
         server.run()
 
     def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
+        try:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+        except RuntimeError:  # closed already (stopped by another caller)
+            pass
         self.thread.join()
         disown(self.loop)
 
@@ -353,7 +365,6 @@ def _all_backgrounds() -> list[_Background]:
 
 
 def shutdown(*, cancel: bool = False, timeout: float | None = None) -> None:
-    global _background
     # The rules are in af.shutdown's docstring; this is where they are kept.
     timeout = check_timeout(timeout, "shutdown(timeout=...)")
     cancel = check_bool(cancel, "shutdown(cancel=...)")
@@ -369,12 +380,26 @@ def shutdown(*, cancel: bool = False, timeout: float | None = None) -> None:
             "loop): in async code write `await asyncio.to_thread(af.shutdown)`, or call "
             "af.shutdown() once the loop has finished (after asyncio.run() returns)"
         )
+    deadline = None if timeout is None else time.monotonic() + timeout
+    # One shutdown at a time: a second one waits for the first, then finds what is left.
+    if not _threads.acquire(_shutdown_lock, timeout):
+        raise TimeoutError(f"af.shutdown(): another af.shutdown() still ran after {timeout}s")
+    try:
+        _shut_down(cancel, timeout, deadline)
+    finally:
+        _shutdown_lock.release()
+
+
+_shutdown_lock = threading.Lock()
+
+
+def _shut_down(cancel: bool, timeout: float | None, deadline: float | None) -> None:
+    global _background
     with _background_lock:
         # Forks made from now on start a new background loop, not the closing ones. There
         # is more than one when an earlier shutdown gave up while forks started a new one.
         _background = None
         closing = _all_backgrounds()
-    deadline = None if timeout is None else time.monotonic() + timeout
     for bg in closing:
         bg.cancel_late_forks = cancel
         left = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -453,7 +478,7 @@ atexit.register(_exit_as_interrupted)
 
 
 def _reset_after_fork() -> None:
-    global _background, _background_lock, _interrupted_at_exit, _roots_lock
+    global _background, _background_lock, _interrupted_at_exit, _roots_lock, _shutdown_lock
     if _background is not None:
         disown(_background.loop)
     # Only the forking thread lives on in the child: forget the other threads' loops.
@@ -463,6 +488,7 @@ def _reset_after_fork() -> None:
     _roots_lock = threading.Lock()
     _background = None
     _background_lock = threading.Lock()
+    _shutdown_lock = threading.Lock()
     _interrupted_at_exit = False
     _threads.reset_after_fork()
 

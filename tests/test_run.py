@@ -508,6 +508,48 @@ def test_a_sync_fork_abandoned_just_as_its_call_returned_still_ends():
             fut.result(timeout=T)
 
 
+def test_two_shutdowns_at_once_both_return(loop_kind):
+    """Two threads call af.shutdown() together: one waits for the other; both return once
+    the pending fork is drained."""
+    release = threading.Event()
+
+    async def pending() -> str:
+        await asyncio.to_thread(release.wait, T)
+        return "drained"
+
+    fut = af.fork(pending)
+    first, first_out = _in_thread(af.shutdown)
+    second, second_out = _in_thread(af.shutdown)
+    release.set()
+    first.join(T)
+    second.join(T)
+    assert first_out == [None]
+    assert second_out == [None]
+    assert fut.result(timeout=0) == "drained"
+
+
+def test_a_detached_fork_from_an_abandoned_daemon_fork_after_shutdown_runs(loop_kind):
+    """A daemon sync fork is abandoned at shutdown and runs on in its thread; a detached fork
+    it makes after shutdown returned goes to a new background loop (its own host loop is
+    closed), instead of raising "loop is closed"."""
+    go, done = threading.Event(), threading.Event()
+    outcome: list[object] = []
+
+    def heartbeat() -> None:
+        assert go.wait(T)
+        try:
+            outcome.append(af.fork.options(detached=True)(three).result(timeout=T))
+        except BaseException as exc:
+            outcome.append(exc)
+        done.set()
+
+    af.fork.options(daemon=True)(heartbeat)
+    af.shutdown(timeout=T)
+    go.set()
+    assert done.wait(T)
+    assert outcome == [3]
+
+
 # -- groups open outside any fork: shutdown waits for them ----------------------------------
 
 
