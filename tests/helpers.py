@@ -183,3 +183,25 @@ async def chain_trace() -> af.Trace:
         fa = named("A")(a, fb)
         assert await within(fa) == 3
     return t
+
+
+def fork_left_on_a_closed_loop(kind: str = "asyncio") -> af.Future[None]:
+    """A coroutine fork left pending on a loop that then closed: it can never finish.
+
+    The caller marks it retrieved at the end (its task was dropped with the loop).
+    """
+    import uvloop
+
+    loop = uvloop.new_event_loop() if kind == "uvloop" else asyncio.SelectorEventLoop()
+    gate = asyncio.Event()
+
+    async def stuck() -> None:
+        await gate.wait()
+
+    async def make() -> af.Future[None]:
+        return af.fork(stuck)
+
+    fut = loop.run_until_complete(make())
+    loop.set_exception_handler(lambda _loop, _context: None)  # its task is dropped pending
+    loop.close()
+    return fut

@@ -16,7 +16,18 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from helpers import T, coro_fork_fn, double, forever, gated, sync_fork_fn, three, ticks, within
+from helpers import (
+    T,
+    coro_fork_fn,
+    double,
+    forever,
+    fork_left_on_a_closed_loop,
+    gated,
+    sync_fork_fn,
+    three,
+    ticks,
+    within,
+)
 
 import asyncfork as af
 
@@ -1055,20 +1066,7 @@ def test_a_wait_blocked_before_the_close_wakes_with_the_dropped_outcome(kind: st
 def test_waits_on_a_coroutine_fork_whose_loop_closed_unfinished_raise_at_once(kind: str) -> None:
     """A coroutine fork left pending on a loop that closed can never finish: a wait on it
     from a plain thread, or from another loop, raises RuntimeError at once (never hangs)."""
-    import uvloop
-
-    loop = uvloop.new_event_loop() if kind == "uvloop" else asyncio.SelectorEventLoop()
-    gate = asyncio.Event()
-
-    async def stuck() -> None:
-        await gate.wait()
-
-    async def make() -> af.Future[None]:
-        return af.fork(stuck)
-
-    fut = loop.run_until_complete(make())
-    loop.set_exception_handler(lambda _loop, _context: None)  # its task is dropped pending
-    loop.close()
+    fut = fork_left_on_a_closed_loop(kind)
     try:
         with pytest.raises(RuntimeError, match="can never finish"):
             af.wait(fut, timeout=T)

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from helpers import T
+from helpers import T, fork_left_on_a_closed_loop
 
 import asyncfork as af
 from asyncfork import _instruments
@@ -131,18 +131,7 @@ def test_a_worker_that_runs_a_child_inline_is_not_charged_the_child_cpu(one_work
 def test_a_wait_refused_by_a_closed_loop_still_ends_its_wait_record(how: str) -> None:
     """A wait on a fork that can never finish (its loop closed with it pending) raises at
     once; the instrument hears wait_ended for it, so a trace has no wait left open."""
-    loop = asyncio.SelectorEventLoop()
-    gate = asyncio.Event()
-
-    async def stuck() -> None:
-        await gate.wait()
-
-    async def make() -> af.Future[None]:
-        return af.fork(stuck)
-
-    fut = loop.run_until_complete(make())
-    loop.set_exception_handler(lambda _loop, _context: None)  # its task is dropped pending
-    loop.close()
+    fut = fork_left_on_a_closed_loop()
     log = Log()
 
     async def waiting() -> None:
