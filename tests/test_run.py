@@ -532,10 +532,11 @@ def test_a_detached_fork_from_an_abandoned_daemon_fork_after_shutdown_runs(loop_
     """A daemon sync fork is abandoned at shutdown and runs on in its thread; a detached fork
     it makes after shutdown returned goes to a new background loop (its own host loop is
     closed), instead of raising "loop is closed"."""
-    go, done = threading.Event(), threading.Event()
+    started, go, done = threading.Event(), threading.Event(), threading.Event()
     outcome: list[object] = []
 
     def heartbeat() -> None:
+        started.set()  # running: shutdown abandons it rather than dropping it unstarted
         assert go.wait(T)
         try:
             outcome.append(af.fork.options(detached=True)(three).result(timeout=T))
@@ -544,6 +545,7 @@ def test_a_detached_fork_from_an_abandoned_daemon_fork_after_shutdown_runs(loop_
         done.set()
 
     af.fork.options(daemon=True)(heartbeat)
+    assert started.wait(T)
     af.shutdown(timeout=T)
     go.set()
     assert done.wait(T)
