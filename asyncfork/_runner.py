@@ -76,7 +76,8 @@ def new_event_loop() -> AbstractEventLoop:
 
 class Roots(Node):
     """The root forks of a loop, and the groups open outside any fork, so they can be
-    drained or cancelled. Its join waits for forks on their way from other threads too.
+    drained or cancelled. ``drained()`` also waits for root forks still in the loop's
+    mailbox, on their way from other threads.
     """
 
     _is_root_set = True
@@ -365,7 +366,6 @@ def _all_backgrounds() -> list[_Background]:
 
 
 def shutdown(*, cancel: bool = False, timeout: float | None = None) -> None:
-    # The rules are in af.shutdown's docstring; this is where they are kept.
     timeout = check_timeout(timeout, "shutdown(timeout=...)")
     cancel = check_bool(cancel, "shutdown(cancel=...)")
     if is_background_thread() or _threads.on_worker_thread():
@@ -479,8 +479,8 @@ atexit.register(_exit_as_interrupted)
 
 def _reset_after_fork() -> None:
     global _background, _background_lock, _interrupted_at_exit, _roots_lock, _shutdown_lock
-    if _background is not None:
-        disown(_background.loop)
+    for bg in _all_backgrounds():  # their threads did not survive os.fork()
+        disown(bg.loop)
     # Only the forking thread lives on in the child: forget the other threads' loops.
     running = asyncio._get_running_loop()
     for loop in [loop for loop in ROOTS if loop not in OWNED and loop is not running]:
