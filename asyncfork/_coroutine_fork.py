@@ -19,6 +19,7 @@ from ._runner import note_interrupt
 from ._scope import CURRENT, joined_future
 
 _Task = asyncio.Task
+_current_task = asyncio.current_task
 
 
 async def drive(
@@ -26,6 +27,8 @@ async def drive(
 ) -> None:
     """The task body of a coroutine fork: run it, join its children, settle its Future."""
     fut._started = True
+    if fut._task is None:  # started eagerly, inside fork(): its Task is being made
+        fut._task = _current_task()
     CURRENT.set(fut)
     try:
         awaitable = func(*args, **kwargs) if kwargs else func(*args)

@@ -138,4 +138,4 @@ def a_or_an(word: str) -> str:
 
 # The keywords of ``fork.options`` (a test checks them against its signature): a
 # function that rejects one of them was likely not meant to get it.
-FORK_OPTIONS = ("name", "executor", "timeout", "detached", "daemon", "on_cancel")
+FORK_OPTIONS = ("name", "executor", "timeout", "detached", "daemon", "on_cancel", "eager")

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import threading
 import time
+from asyncio import AbstractEventLoop
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Executor
 from contextvars import copy_context
@@ -49,7 +51,16 @@ class Forker:
     to ``func``. Options are set with :meth:`options`, never through keywords.
     """
 
-    __slots__ = ("_daemon", "_detached", "_executor", "_group", "_name", "_on_cancel", "_timeout")
+    __slots__ = (
+        "_daemon",
+        "_detached",
+        "_eager",
+        "_executor",
+        "_group",
+        "_name",
+        "_on_cancel",
+        "_timeout",
+    )
 
     def __init__(
         self,
@@ -60,6 +71,7 @@ class Forker:
         detached: bool = False,
         daemon: bool = False,
         on_cancel: Literal["wait", "abandon"] = "wait",
+        eager: bool | None = None,
         group: Group | None = None,
     ) -> None:
         self._name = check_name(name, "fork.options(name=...)", "the callable's name")
@@ -84,6 +96,7 @@ class Forker:
         self._detached = check_bool(detached, "fork.options(detached=...)")
         self._daemon = check_bool(daemon, "fork.options(daemon=...)")
         self._on_cancel = on_cancel
+        self._eager = None if eager is None else check_bool(eager, "fork.options(eager=...)")
         self._group = group
 
     def options(
@@ -95,6 +108,7 @@ class Forker:
         detached: bool = False,
         daemon: bool = False,
         on_cancel: Literal["wait", "abandon"] = "wait",
+        eager: bool | None = None,
     ) -> Forker:
         """Return a callable like ``fork`` that applies these options.
 
@@ -104,6 +118,9 @@ class Forker:
           its Future then raises ``TimeoutError``.
         - ``detached``: make a root fork, whatever the current scope.
         - ``daemon``: cancel (rather than drain) it at interpreter exit.
+        - ``eager``: start a coroutine fork made on its loop's thread inside ``fork()``,
+          running it up to its first suspension (Python 3.12+; on 3.11 it starts lazily);
+          ``None`` follows ``af.configure(eager=...)``.
         - ``on_cancel``: for a running sync fork, ``"wait"`` until the function
           returns, or ``"abandon"`` the thread and settle at once.
         """
@@ -114,6 +131,7 @@ class Forker:
             detached=detached,
             daemon=daemon,
             on_cancel=on_cancel,
+            eager=eager,
             group=self._group,
         )
 
@@ -210,7 +228,11 @@ class Forker:
                     # An empty kwargs dict is not kept: a pending fork should cost little memory.
                     coro = drive(fut, func, args, kwargs or None)
                     coro.__qualname__ = name  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue]
-                    fut._task = _Task(coro, loop=loop, name=name)
+                    eager = self._eager
+                    if (EAGER_DEFAULT if eager is None else eager) and _EAGER_SUPPORTED:
+                        _start_eagerly(fut, coro, loop, name)
+                    else:
+                        fut._task = _Task(coro, loop=loop, name=name)
                     return fut
                 context = copy_context()  # now: a queued fork still sees the context of its fork()
                 start: Callable[[Future[Any]], None] = partial(
@@ -247,6 +269,43 @@ class Forker:
             if HOOKS:
                 _instruments.call("fork_finished", fut, exc)
             raise
+
+
+# Task(eager_start=True) is new in Python 3.12; on 3.11 eager forks start lazily.
+_EAGER_SUPPORTED = sys.version_info >= (3, 12)
+# af.configure(eager=...): whether forks that do not say start eagerly.
+EAGER_DEFAULT = False
+# Eager starts nest on one thread's stack (a fork eagerly starting a fork, ...): past this
+# depth a fork starts lazily instead, so a deep chain cannot raise RecursionError.
+MAX_EAGER_DEPTH = 32
+
+
+class _EagerDepth(threading.local):
+    depth = 0
+
+
+_eager_depth = _EagerDepth()
+
+
+def _start_eagerly(
+    fut: Future[Any], coro: Coroutine[Any, Any, None], loop: AbstractEventLoop, name: str
+) -> None:
+    """Run a coroutine fork up to its first suspension now, inside ``fork()``.
+
+    Its Task takes ``fut._task`` in the driver, before the fork's code runs, so a cancel
+    made during that first step reaches the Task.
+    """
+    local = _eager_depth
+    if local.depth >= MAX_EAGER_DEPTH:
+        fut._task = _Task(coro, loop=loop, name=name)
+        return
+    local.depth += 1
+    try:
+        task = _Task(coro, loop=loop, name=name, eager_start=True)  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
+    finally:
+        local.depth -= 1
+    if fut._state == PENDING:
+        fut._task = task  # settled already: it keeps no Task
 
 
 def _post_launch(

@@ -9,8 +9,8 @@ import asyncio
 from collections.abc import Callable
 from typing import Any, Literal
 
-from . import _runner, _threads
-from ._errors import check_count
+from . import _fork, _runner, _threads
+from ._errors import check_bool, check_count
 from ._fork import fork
 from ._future import Future
 from ._mailbox import close_mailbox, forget_mailbox, open_mailbox
@@ -133,8 +133,10 @@ def configure(
     *,
     loop: Literal["asyncio", "uvloop"] | Callable[[], asyncio.AbstractEventLoop] | None = _UNSET,
     workers: int | None = _UNSET,
+    eager: bool = _UNSET,
 ) -> None:
-    """Set how asyncfork makes its loops and how many worker threads run at once.
+    """Set how asyncfork makes its loops, how many worker threads run at once, and
+    whether coroutine forks start eagerly.
 
     - ``loop``: ``"asyncio"``, ``"uvloop"``, a callable that returns a new event
       loop, or ``None`` for the default (the ``ASYNCFORK_LOOP`` environment variable,
@@ -142,12 +144,17 @@ def configure(
       call :func:`shutdown` first to restart the background loop.
     - ``workers``: the most sync forks that run at once in asyncfork's threads
       (``None``: the default, 40, as anyio's and trio's thread offload).
+    - ``eager``: the default of ``fork.options(eager=...)`` for every loop: ``True``
+      runs a coroutine fork made on its loop's thread up to its first suspension
+      inside ``fork()`` (Python 3.12+; 3.11 starts it lazily). Default ``False``.
     """
     if loop is not _UNSET:
         _runner.set_loop_choice(loop)
     if workers is not _UNSET:
         default = f"the default ({_threads.default_limit()})"
         _threads.set_worker_limit(check_count(workers, "configure(workers=...)", default))
+    if eager is not _UNSET:
+        _fork.EAGER_DEFAULT = check_bool(eager, "configure(eager=...)")
 
 
 def shutdown(*, cancel: bool = False, timeout: float | None = None) -> None:
