@@ -120,7 +120,8 @@ class Forker:
         - ``daemon``: cancel (rather than drain) it at interpreter exit.
         - ``eager``: start a coroutine fork made on its loop's thread inside ``fork()``,
           running it up to its first suspension (Python 3.12+; on 3.11 it starts lazily);
-          ``None`` follows ``af.configure(eager=...)``.
+          ``None`` follows the group it is forked into (``group(eager=...)``), else
+          ``af.configure(eager=...)``.
         - ``on_cancel``: for a running sync fork, ``"wait"`` until the function
           returns, or ``"abandon"`` the thread and settle at once.
         """
@@ -229,7 +230,11 @@ class Forker:
                     coro = drive(fut, func, args, kwargs or None)
                     coro.__qualname__ = name  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue]
                     eager = self._eager
-                    if (EAGER_DEFAULT if eager is None else eager) and _EAGER_SUPPORTED:
+                    if eager is None:  # the group's setting, else af.configure's
+                        eager = (
+                            EAGER_DEFAULT if held is None or held._eager is None else held._eager
+                        )
+                    if eager and _EAGER_SUPPORTED:
                         _start_eagerly(fut, coro, loop, name)
                     else:
                         fut._task = _Task(coro, loop=loop, name=name)

@@ -16,7 +16,14 @@ from types import TracebackType
 from typing import Any
 
 from ._blocking import blocking_acquire
-from ._errors import DeadlockError, callable_name, check_count, check_name, check_timeout
+from ._errors import (
+    DeadlockError,
+    callable_name,
+    check_bool,
+    check_count,
+    check_name,
+    check_timeout,
+)
 from ._fork import Forker
 from ._future import PENDING, Future
 from ._mailbox import LoopClosing, post
@@ -41,9 +48,16 @@ class Group(Node):
     _admits_at_once = False  # forks go through _admit (limit, refusal)
 
     def __init__(
-        self, *, limit: int | None = None, timeout: float | None = None, name: str | None = None
+        self,
+        *,
+        limit: int | None = None,
+        timeout: float | None = None,
+        name: str | None = None,
+        eager: bool | None = None,
     ) -> None:
         self._limit = check_count(limit, "group(limit=...)")
+        if eager is not None:
+            self._eager = check_bool(eager, "group(eager=...)")
         self._timeout = check_timeout(timeout, "group(timeout=...)")
         self._name = check_name(name, "group(name=...)", "no name")
         self._state = _NEW
@@ -393,7 +407,11 @@ class Group(Node):
 
 
 def group(
-    *, limit: int | None = None, timeout: float | None = None, name: str | None = None
+    *,
+    limit: int | None = None,
+    timeout: float | None = None,
+    name: str | None = None,
+    eager: bool | None = None,
 ) -> Group:
     """Make a fail-fast task group; use it as ``async with af.group() as g:`` or ``with``.
 
@@ -401,5 +419,8 @@ def group(
     - ``timeout``: seconds from entry; at the deadline the children and the body
       are cancelled and the group raises ``TimeoutError``.
     - ``name``: shown in the group's repr and errors.
+    - ``eager``: the default of ``fork.options(eager=...)`` for forks made in it (a
+      coroutine fork then runs up to its first suspension inside ``fork()``; Python
+      3.12+). ``None`` follows ``af.configure(eager=...)``.
     """
-    return Group(limit=limit, timeout=timeout, name=name)
+    return Group(limit=limit, timeout=timeout, name=name, eager=eager)

@@ -52,6 +52,7 @@ class Node:
     # Forks on their way to this node from other threads (counted under a lock in _launch).
     _inflight: int = 0
     _is_root_set: bool = False  # a loop's root set (see _runner.Roots)
+    _eager: bool | None = None  # a group's eager= for the forks made in it (None: not set)
     # Scheduling facts a fork reads from its scope; groups override them.
     _limit: int | None = None
     _cancel_requested: bool = False

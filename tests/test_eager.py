@@ -215,8 +215,40 @@ async def test_the_parent_busy_time_includes_an_eager_child_first_step() -> None
     assert busy["parent"] >= 0.1
 
 
+async def test_a_group_eager_setting_applies_to_the_forks_made_in_it() -> None:
+    """group(eager=True) makes the forks made in its body eager, unless a fork says
+    otherwise; forks outside it keep the default."""
+    log: list[str] = []
+
+    async def child(tag: str) -> None:
+        log.append(tag)
+        await asyncio.sleep(0)
+
+    async with af.group(eager=True) as g:
+        g.fork(child, "in the group")
+        af.fork(child, "plain fork in the body")
+        g.fork.options(eager=False)(child, "said lazy")
+        log.append("forks made")
+    outside = af.fork(child, "outside")
+    log.append("after the group")
+    await within(outside)
+    if EAGER:
+        assert log == [
+            "in the group",
+            "plain fork in the body",
+            "forks made",
+            "said lazy",
+            "after the group",
+            "outside",
+        ]
+    else:
+        assert log[0] == "forks made"
+
+
 def test_eager_must_be_a_bool() -> None:
     with pytest.raises(TypeError, match=r"fork.options\(eager=...\) must be True or False"):
         af.fork.options(eager="yes")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"configure\(eager=...\) must be True or False"):
         af.configure(eager=1)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"group\(eager=...\) must be True or False"):
+        af.group(eager="no")  # type: ignore[arg-type]
