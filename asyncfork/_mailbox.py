@@ -68,7 +68,7 @@ class Mailbox:
         with self._lock:
             if root and self.refusing_roots:  # first: a loop af.shutdown() closes stays so
                 raise LoopClosing
-            if self.closed:
+            if self.closed or self.loop.is_closed():
                 raise RuntimeError("Event loop is closed")
             self._calls.append((fn, args))
             # _run clears the flag (without the lock) before it drains the queue, so a
@@ -206,20 +206,16 @@ def post(loop: AbstractEventLoop, fn: Callable[..., object], *args: Any) -> None
     if box is None:
         loop.call_soon_threadsafe(fn, *args)
     else:
-        if loop.is_closed():
-            raise RuntimeError("Event loop is closed")
         box.post(fn, args)
 
 
 def post_root(loop: AbstractEventLoop, fn: Callable[..., object], *args: Any) -> None:
     """``post`` for launching a root fork: raises LoopClosing while ``loop`` refuses them,
-    and once af.shutdown() has closed it."""
+    and once af.shutdown() has closed it (the refusal outranks "loop is closed")."""
     box = _mailboxes.get(loop)
-    if box is None:
-        if loop in _shut_down:
-            raise LoopClosing
-        loop.call_soon_threadsafe(fn, *args)
-    else:
-        if loop.is_closed():
-            raise RuntimeError("Event loop is closed")
+    if box is not None:
         box.post(fn, args, True)
+    elif loop in _shut_down:
+        raise LoopClosing
+    else:
+        loop.call_soon_threadsafe(fn, *args)
