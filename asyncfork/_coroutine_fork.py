@@ -25,53 +25,64 @@ _current_task = asyncio.current_task
 async def drive(
     fut: Future[Any], func: Callable[..., Awaitable[Any]], args: Any, kwargs: Any
 ) -> None:
-    """The task body of a coroutine fork: run it, join its children, settle its Future."""
+    """The task body of a coroutine fork: run it, join its children, settle its Future.
+
+    Its locals are few on purpose: every pending fork holds this frame.
+    """
     fut._started = True
     if fut._task is None:  # started eagerly, inside fork(): its Task is being made
         fut._task = _current_task()
     CURRENT.set(fut)
     try:
-        awaitable = func(*args, **kwargs) if kwargs else func(*args)
+        value = func(*args, **kwargs) if kwargs else func(*args)
         if HOOKS:
-            awaitable = _instruments.coroutine_starting(fut, awaitable)
-        value = await awaitable
+            value = _instruments.coroutine_starting(fut, value)
+        value = await value
     except BaseException as exc:  # KeyboardInterrupt too: a fork never takes its loop down
-        tb = exc.__traceback__
-        if tb is not None and tb.tb_frame.f_code is _DRIVE_CODE:
-            exc = exc.with_traceback(tb.tb_next)  # start the traceback in the fork's function
-        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-            note_interrupt(fut._loop, exc)
+        _failed(fut, exc)
         if fut._children or fut._inflight:
             fut._cancel_children()
-            await _join(fut)
-        finish(fut, None, exc)
+            await _join_then_finish(fut, None, exc)
+        else:
+            finish(fut, None, exc)
         # The traceback reaches this frame: drop its references, or they form a cycle
         # that keeps a failed Future (and its never-retrieved report) alive until a GC.
         del fut, exc
         return
     if fut._children or fut._inflight:
-        cancelled = await _join(fut)
-        if cancelled is not None:
-            finish(fut, None, cancelled)
-            return
-    finish(fut, value, None)
+        await _join_then_finish(fut, value, None)
+    else:
+        finish(fut, value, None)
 
 
 _DRIVE_CODE = drive.__code__
 
 
-async def _join(fut: Future[Any]) -> CancelledError | None:
-    """Wait for every child; a cancellation meanwhile cancels them and is returned."""
+def _failed(fut: Future[Any], exc: BaseException) -> None:
+    """Start the traceback in the fork's function; a Ctrl-C is noted for the loop's owner."""
+    tb = exc.__traceback__
+    if tb is not None and tb.tb_frame.f_code is _DRIVE_CODE:
+        exc.with_traceback(tb.tb_next)
+    if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+        note_interrupt(fut._loop, exc)
+
+
+async def _join_then_finish(fut: Future[Any], value: Any, exc: BaseException | None) -> None:
+    """Wait for every child, then settle; a cancellation meanwhile cancels them, and a fork
+    that had not failed then ends cancelled."""
     cancelled = None
     loop = fut._loop
     while fut._children or fut._inflight:
         try:
             await joined_future(fut, loop)
-        except CancelledError as exc:
-            cancelled = exc
+        except CancelledError as cancel:
+            cancelled = cancel
             fut._on_joined = None
             fut._cancel_children()
-    return cancelled
+    if exc is None and cancelled is not None:
+        finish(fut, None, cancelled)
+    else:
+        finish(fut, value, exc)
 
 
 def start_coroutine(

@@ -59,6 +59,7 @@ class Forker:
         "_group",
         "_name",
         "_on_cancel",
+        "_plain",
         "_timeout",
     )
 
@@ -98,6 +99,8 @@ class Forker:
         self._on_cancel = on_cancel
         self._eager = None if eager is None else check_bool(eager, "fork.options(eager=...)")
         self._group = group
+        # No option that a fork stores or times: the hot path skips those checks.
+        self._plain = not (self._daemon or on_cancel != "wait" or self._timeout is not None)
 
     def options(
         self,
@@ -149,7 +152,8 @@ class Forker:
 
     def __call__(self, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         """Start ``func(*args, **kwargs)`` and return its Future at once."""
-        if type(func) is FunctionType and func.__code__.co_flags & _CO_COROUTINE:
+        plain_function = type(func) is FunctionType
+        if plain_function and func.__code__.co_flags & _CO_COROUTINE:
             kind = COROUTINE  # the common case, decided without a call
         else:
             kind = classify(func)
@@ -189,24 +193,23 @@ class Forker:
 
         # The name now, not lazily: the fork's Task carries it (asyncio's debug output
         # and all_tasks() then name the user's function).
-        name = self._name or (
-            func.__qualname__ if type(func) is FunctionType else callable_name(func)
-        )
+        name = self._name or (func.__qualname__ if plain_function else callable_name(func))
         fut: Future[Any] = Future._new(
             loop,
             name,
             parent,  # pyright: ignore[reportUnknownArgumentType]
             scope,  # pyright: ignore[reportUnknownArgumentType]
         )
-        # Only non-defaults are stored: most forks then never allocate an instance dict.
-        if self._daemon:
-            fut._daemon = True
-        if self._on_cancel != "wait":
-            fut._on_cancel = self._on_cancel
         deadline = None
-        if self._timeout is not None:
-            fut._timeout = self._timeout
-            deadline = time.monotonic() + self._timeout
+        if not self._plain:
+            # Only non-defaults are stored: most forks then never allocate an instance dict.
+            if self._daemon:
+                fut._daemon = True
+            if self._on_cancel != "wait":
+                fut._on_cancel = self._on_cancel
+            if self._timeout is not None:
+                fut._timeout = self._timeout
+                deadline = time.monotonic() + self._timeout
 
         if loop.get_debug():  # asyncio's debug mode: keep where the fork was made
             fut._source_traceback = _creation_site(sys._getframe(1))
@@ -215,7 +218,7 @@ class Forker:
         try:
             if HOOKS:  # the one test instruments cost when none is installed
                 _instruments.call("fork_made", fut)
-            held = fut._scope
+            held = scope  # the Future's scope
             if kind == COROUTINE:
                 fut._canceller = cancel_coroutine
                 if (

@@ -124,7 +124,8 @@ class Roots(Node):
         children = self._children
         if children is not None:
             children.discard(child)
-        self._maybe_joined()
+        if self._joined_callbacks:  # inline: every root fork ends here
+            self._maybe_joined()
 
     def cancel_daemons(self, msg: str = "asyncfork is shutting down") -> None:
         """Cancel the daemon forks; a daemon's running sync call is abandoned, never waited for."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from time import perf_counter
+from typing import Any
 
 import anyio
 import asyncer
@@ -42,10 +43,18 @@ def _eager_forker() -> tuple[object | None, str]:
     return af.fork.options(eager=True), ""
 
 
+def _eager_task_factory(
+    loop: asyncio.AbstractEventLoop, coro: Any, *, eager_start: object = None, **kwargs: Any
+) -> asyncio.Task[Any]:
+    """asyncio's eager task factory. Not ``asyncio.eager_task_factory`` itself: uvloop's
+    ``create_task`` passes ``eager_start=``, which that factory rejects on Python 3.13.0."""
+    return asyncio.Task(coro, loop=loop, eager_start=True, **kwargs)  # type: ignore[call-arg]
+
+
 async def _eagerly(body: Callable[[], Awaitable[float]]) -> float:
     """Run ``body`` with asyncio's eager task factory (3.12+) on this loop, then reset it."""
     loop = asyncio.get_running_loop()
-    loop.set_task_factory(asyncio.eager_task_factory)  # type: ignore[attr-defined]
+    loop.set_task_factory(_eager_task_factory)
     try:
         return await body()
     finally:
@@ -276,6 +285,18 @@ async def fib_af(n: int) -> int:
     return await a + await b
 
 
+# Eager forks (Python 3.12+; the option is accepted, and lazy, on 3.11).
+_fork_eagerly = af.fork.options(eager=True)
+
+
+async def fib_af_eager(n: int) -> int:
+    if n < 2:
+        return n
+    a = _fork_eagerly(fib_af_eager, n - 1)
+    b = _fork_eagerly(fib_af_eager, n - 2)
+    return await a + await b
+
+
 async def fib_af_group(n: int) -> int:
     if n < 2:
         return n
@@ -346,6 +367,8 @@ def s3(kind: str, cfg: Config) -> list[Impl]:
     async def eager() -> float:
         return await _eagerly(timed(fib_taskgroup))
 
+    eager_na = _eager_forker()[1]
+
     @unsync
     async def unsync_bench() -> float:
         t = perf_counter()
@@ -363,6 +386,12 @@ def s3(kind: str, cfg: Config) -> list[Impl]:
             lambda: run_on(kind, timed(fib_af)),
             target=True,
         ),
+        Impl(
+            "asyncfork fork.options(eager=True) + await",
+            lambda: run_on(kind, timed(fib_af_eager)),
+        )
+        if HAS_EAGER
+        else Impl("asyncfork fork.options(eager=True) + await", na=eager_na),
         Impl("asyncfork group", lambda: run_on(kind, timed(fib_af_group))),
         Impl("anyio task group", lambda: run_on(kind, timed(fib_anyio))),
         Impl("asyncer soonify in task group", lambda: run_on(kind, timed(fib_asyncer))),

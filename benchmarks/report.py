@@ -38,6 +38,17 @@ class Target(NamedTuple):
     to: str
     limit: dict[str, float]  # loop kind -> the highest ratio that meets the target
     pinned: bool  # checked on the pinned run (thread-crossing scenarios)
+    # By name, when not the scenario's target and reference rows (the eager rows).
+    row_name: str = ""
+    ref_name: str = ""
+
+    def row(self, result: Result) -> dict[str, Any] | None:
+        name = self.row_name
+        return row_of(result, lambda x: x["name"] == name if name else x["target"])
+
+    def ref(self, result: Result) -> dict[str, Any] | None:
+        name = self.ref_name
+        return row_of(result, lambda x: x["name"] == name if name else x["ref"])
 
 
 def _both(limit: float) -> dict[str, float]:
@@ -76,6 +87,24 @@ TARGETS = (
     ),
     Target("s5", "sync thread: fork 1000, wait all", "run_coroutine_threadsafe", _both(0.6), True),
     Target("s6a", "async: 1000 sync forks, then await", "loop.run_in_executor", _both(1.1), True),
+    Target(
+        "s1",
+        "fork + await one coroutine, eager",
+        "asyncio create_task + await, eager task factory",
+        _both(1.8),
+        False,
+        row_name="asyncfork fork.options(eager=True)",
+        ref_name="asyncio create_task (eager task factory)",
+    ),
+    Target(
+        "s3",
+        "fib tree, eager",
+        "fib with asyncio TaskGroup, eager task factory",
+        _both(1.8),
+        False,
+        row_name="asyncfork fork.options(eager=True) + await",
+        ref_name="asyncio TaskGroup (eager task factory)",
+    ),
     Target("s7", "memory per pending fork", "a pending asyncio Task", _both(1.35), False),
 )
 # Scenario 8: asyncfork's group ÷ asyncio.TaskGroup, per fork, at the largest n (10⁶ in a
@@ -266,21 +295,24 @@ def target_table(data: Result) -> list[str]:
     for t in TARGETS:
         cells = []
         ok = True
+        na = ""
         for loop in LOOPS:
             ratios = {}
             spreads = {}
             for r in by.get(t.scenario, []):
                 if r["loop"] != loop:
                     continue
-                row = row_of(r, lambda x: x["target"])
-                ref_row = row_of(r, lambda x: x["ref"])
-                ref = ref_value(r)
+                row = t.row(r)
+                ref_row = t.ref(r)
+                if row and row["na"]:
+                    na = row["na"]
+                ref = ref_row["median"] if ref_row else None
                 if row and row["median"] and ref and ref_row:
                     ratios[r["pinned"]] = row["median"] / ref
                     spreads[r["pinned"]] = ratio_spread(row, ref_row)
             main = ratios.get(t.pinned)
             if main is None:
-                cells.append("—")
+                cells.append("n/a" if na else "—")
                 ok = False
                 continue
             ok = ok and main <= t.limit[loop]
@@ -290,9 +322,9 @@ def target_table(data: Result) -> list[str]:
                 extra += f" (unpinned {ratios[False]:.2f})"
             cells.append(_ratio_cell(main, t.limit[loop], extra))
         basis = " (pinned)" if t.pinned else ""
+        met = f"n/a: {na}" if na and not ok else _met(ok)
         lines.append(
-            f"| {t.what}{basis} | {t.to} | {_limit_text(t.limit)} | {' | '.join(cells)} | "
-            f"{_met(ok)} |"
+            f"| {t.what}{basis} | {t.to} | {_limit_text(t.limit)} | {' | '.join(cells)} | {met} |"
         )
     if "s8" in by:
         lines += _scaling_targets(by["s8"])
