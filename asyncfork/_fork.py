@@ -218,24 +218,23 @@ class Forker:
         try:
             if HOOKS:  # the one test instruments cost when none is installed
                 _instruments.call("fork_made", fut)
-            held = scope  # the Future's scope
             if kind == COROUTINE:
                 fut._canceller = cancel_coroutine
                 if (
                     on_loop
                     and deadline is None
-                    and (held is None or (held._limit is None and not held._cancel_requested))
+                    and scope._limit is None
+                    and not scope._cancel_requested
                 ):
                     # The hot path: a coroutine fork on the running loop.
-                    if held is not None:
-                        held._add_child(fut)
+                    scope._add_child(fut)
                     # An empty kwargs dict is not kept: a pending fork should cost little memory.
                     coro = drive(fut, func, args, kwargs or None)
                     coro.__qualname__ = name  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue]
                     eager = self._eager
                     if eager is None:  # the group's setting, else af.configure's
                         eager = (
-                            EAGER_DEFAULT if held is None or held._eager is None else held._eager
+                            EAGER_DEFAULT if scope._eager is None else scope._eager
                         )
                     if eager and _EAGER_SUPPORTED:
                         _start_eagerly(fut, coro, loop, name)
@@ -257,7 +256,7 @@ class Forker:
                 context.run(CURRENT.set, fut)
                 item = WorkItem(fut, func, args, kwargs, context, sync_returned)
                 fut._item = item
-                if not on_loop and deadline is None and (held is None or held._admits_at_once):
+                if not on_loop and deadline is None and scope._admits_at_once:
                     # From another thread, queue it at once: it need not wait for a busy loop,
                     # and a worker about to wait on it can run it inline. Only the
                     # registration goes through the loop, ahead of the fork's outcome.

@@ -1,4 +1,5 @@
 """The benchmark report's arithmetic (the runs themselves are in `make bench`)."""
+# ruff: noqa: RUF001  (the report writes ranges with an en dash)
 
 from __future__ import annotations
 
