@@ -233,9 +233,7 @@ class Forker:
                     coro.__qualname__ = name  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue]
                     eager = self._eager
                     if eager is None:  # the group's setting, else af.configure's
-                        eager = (
-                            EAGER_DEFAULT if scope._eager is None else scope._eager
-                        )
+                        eager = EAGER_DEFAULT if scope._eager is None else scope._eager
                     if eager and _EAGER_SUPPORTED:
                         _start_eagerly(fut, coro, loop, name)
                     else:
