@@ -11,6 +11,7 @@ Forks nest: a fork's children are joined before it completes.
 
 from typing import TYPE_CHECKING, Any
 
+from ._drain import drain as drain
 from ._entry import run as run
 from ._errors import DeadlockError as DeadlockError
 from ._fork import Forker as Forker
@@ -30,6 +31,7 @@ from ._version import __version__ as __version__
 from ._wait import AsCompleted as AsCompleted
 from ._wait import as_completed as as_completed
 from ._wait import wait as wait
+from ._wait import wait_async as wait_async
 
 if TYPE_CHECKING:
     from ._tracing.analysis import TraceSummary as TraceSummary
@@ -72,6 +74,7 @@ __all__ = (
     "check_cancelled",
     "configure",
     "current",
+    "drain",
     "fork",
     "group",
     "instrument",
@@ -80,4 +83,5 @@ __all__ = (
     "trace",
     "tree",
     "wait",
+    "wait_async",
 )

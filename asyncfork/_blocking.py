@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import _instruments, _threads
-from ._errors import DeadlockError
+from ._errors import blocks_the_loop
 from ._instruments import HOOKS
 from ._scope import CURRENT, check_not_waiting_on_itself
 
@@ -127,9 +127,9 @@ def block_until_done(
     Returns the first failure seen in completion order, if any.
     """
     if _get_running_loop() is not None:
-        raise DeadlockError(
-            f"{what} on an unfinished Future would block the event loop running in this "
-            "thread: write `await fut` (or `await af.wait(...)`) instead"
+        raise blocks_the_loop(
+            f"{what} on an unfinished Future",
+            "write `await fut`, or `await af.wait_async(futs)` for several",
         )
     pending = prepare(futs, what)
     if not pending:

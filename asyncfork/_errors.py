@@ -23,6 +23,21 @@ class DeadlockError(RuntimeError):
     __module__ = "asyncfork"
 
 
+def blocks_the_loop(what: str, instead: str) -> DeadlockError:
+    """The DeadlockError for a blocking call made in sync code on a thread whose loop runs.
+
+    The one wording ``fut.result()``, ``af.wait``, ``for`` over ``as_completed`` and a
+    sync ``with af.group()`` share there: ``what`` blocks, ``instead`` is the async spelling.
+    """
+    return DeadlockError(
+        f"{what} would block the event loop running in this thread, and the forks it waits "
+        f"for may need that loop to finish: {instead}. This is sync code on a loop thread: "
+        "in a notebook cell, await at top level (`await fut`, cells may await); in a sync "
+        "helper called from a coroutine, make the helper `async def` and await it, or run "
+        "it in a worker thread with `await af.fork(helper)`"
+    )
+
+
 def check_timeout(value: object, what: str) -> float | None:
     """Validate a timeout option: None, or a number of seconds >= 0."""
     if value is None:

@@ -24,6 +24,7 @@ from ._coroutine_fork import cancel_coroutine, drive, start_coroutine
 from ._errors import callable_name, check_bool, check_name, check_timeout, describe, short_repr
 from ._executor_fork import cancel_executor, start_executor
 from ._future import EXECUTOR, PENDING, THREAD, Future
+from ._hosts import foreign_host_loop
 from ._instruments import HOOKS
 from ._launch import launch, post_launch
 from ._mailbox import LoopClosing
@@ -31,6 +32,7 @@ from ._runner import ROOTS, background_loop, roots_of
 from ._scope import CURRENT, Node
 from ._thread_fork import cancel_sync, submit_item, sync_returned
 from ._threads import WorkItem
+from ._trio import coroutine_fork_error, trio_token
 
 if TYPE_CHECKING:
     from ._group import Group
@@ -172,12 +174,14 @@ class Forker:
             parent = scope  # pyright: ignore[reportUnknownVariableType]
             loop = parent._loop
         elif scope is None:  # a root fork
+            if running is None and kind == COROUTINE and trio_token() is not None:
+                raise coroutine_fork_error(func)  # trio runs here, not asyncio
             if running is not None:
                 loop = running
             elif node is not None:  # detached, from a sync fork's thread: its host loop
                 loop = node._host_loop()
-            else:
-                loop = background_loop()
+            else:  # an anyio worker thread forks onto its host loop, as our workers do
+                loop = foreign_host_loop() or background_loop()
             scope = ROOTS.get(loop) or roots_of(loop)
         elif group is not None or running is None or scope._host_loop() is running:
             loop, parent = scope._fork_target(func)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
 import threading
 import time
 import traceback
@@ -25,10 +26,12 @@ from typing import Any, Generic, Literal, TypeVar
 
 from . import _instruments, _threads
 from ._blocking import block_until_done
+from ._caller import in_coroutine_body
 from ._errors import callable_name, check_timeout
 from ._instruments import HOOKS
 from ._mailbox import post
 from ._scope import CURRENT, Node, check_not_waiting_on_itself, wake
+from ._trio import await_one
 
 # Covariant: a Future only hands its value out, so a Future[int] is a Future[int | None].
 T_co = TypeVar("T_co", covariant=True)
@@ -276,9 +279,27 @@ class Future(Node, Generic[T_co]):
         self._mark_retrieved()
         return self._exception
 
+    def wait(self) -> T_co:
+        """``af.wait(fut)``, in torch.jit.Future's spelling; the same two faces.
+
+        In sync code it returns the value, blocking like :meth:`result` (and, like
+        it, raising :class:`~asyncfork.DeadlockError` for an unfinished Future on a
+        thread that runs an event loop). Called in the body of a coroutine function
+        it returns the Future itself, to be awaited; type checkers see the blocking
+        form, so in async code write ``await fut``.
+        """
+        if in_coroutine_body(sys._getframe(1)):
+            return self  # type: ignore[return-value]  # pyright: ignore[reportReturnType]
+        if self._state == PENDING:
+            block_until_done((self,), None, "fut.wait()")
+        return self._outcome()
+
     def __await__(self) -> Generator[Any, None, T_co]:
         if self._state == PENDING:
-            loop = asyncio.get_running_loop()
+            loop = _get_running_loop()
+            if loop is None:  # no asyncio loop here: trio's may run (else this raises)
+                yield from await_one(self).__await__()
+                return self._outcome()
             node = CURRENT.get()
             if node is not None and self._depth <= node._depth:
                 check_not_waiting_on_itself(self, "await")  # it could be an ancestor

@@ -17,7 +17,7 @@ from typing import Any
 
 from ._blocking import blocking_acquire
 from ._errors import (
-    DeadlockError,
+    blocks_the_loop,
     callable_name,
     check_bool,
     check_count,
@@ -26,6 +26,7 @@ from ._errors import (
 )
 from ._fork import Forker
 from ._future import PENDING, Future
+from ._hosts import foreign_host_loop
 from ._mailbox import LoopClosing, post
 from ._runner import background_loop, roots_of
 from ._scope import CURRENT, Node, current_fork, joined_future
@@ -124,14 +125,17 @@ class Group(Node):
 
     def __enter__(self) -> Group:
         if asyncio._get_running_loop() is not None:
-            raise DeadlockError(
-                "`with af.group()` blocks at its exit, which would freeze the event loop "
-                "running in this thread: write `async with af.group() as g:`"
+            raise blocks_the_loop(
+                "`with af.group()` (it blocks at its exit)", "write `async with af.group() as g:`"
             )
         node = CURRENT.get()
         while True:
             try:
-                self._enter(background_loop() if node is None else node._host_loop())
+                self._enter(
+                    (foreign_host_loop() or background_loop())
+                    if node is None
+                    else node._host_loop()
+                )
                 return self
             except LoopClosing:  # af.shutdown() closed that loop meanwhile: use the new one
                 self._state, self._holder = _NEW, None
@@ -330,12 +334,17 @@ class Group(Node):
             raise TimeoutError(f"{group} timed out after {self._timeout}s") from CancelledError()
         return isinstance(exc, CancelledError)
 
+    # Both exits are typed as asyncio.TaskGroup's are, returning None: to a type checker an
+    # exit typed `-> bool` may swallow the body's exception, so every name bound in the body
+    # would be "possibly unbound" after it. At run time they return True only to swallow a
+    # CancelledError that was the group's own (g.cancel(), a fork it refused): the
+    # rare body cut short that way is the one case the checker no longer warns about.
     async def __aexit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> bool:
+    ) -> None:
         assert self._loop is not None
         assert self._task is not None
         # As asyncio.TaskGroup: a CancelledError propagates unless it was only ours.
@@ -364,14 +373,14 @@ class Group(Node):
             propagate = self._scope_cancel  # its scope was cancelled: so is the code after it
         self._close_on_loop()
         self._reset_scope()
-        return self._raise_outcome(exc, propagate)
+        return self._raise_outcome(exc, propagate)  # type: ignore[return-value]
 
     def __exit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> bool:
+    ) -> None:  # as __aexit__: None to type checkers, True at run time to swallow our cancel
         assert self._loop is not None
         outcome: list[BaseException | None] = []
         joined = threading.Lock()
@@ -398,7 +407,7 @@ class Group(Node):
         outside_cancel = outcome[0]
         if outside_cancel is None and self._scope_cancel is not None:
             outside_cancel = self._scope_cancel  # its scope was cancelled: the rest is skipped
-        return self._raise_outcome(exc, outside_cancel)
+        return self._raise_outcome(exc, outside_cancel)  # type: ignore[return-value]
 
     def _interrupted(self) -> None:
         """Ctrl-C at a sync group's exit: cancel the children and close, without waiting."""

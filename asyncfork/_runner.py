@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _threads
 from ._errors import DeadlockError, check_bool, check_timeout
+from ._future import PENDING, THREAD
 from ._mailbox import (
     admit_root,
     close_mailbox,
@@ -186,9 +187,13 @@ def roots_of(loop: AbstractEventLoop) -> Roots:
         # Other libraries' loops never say they are done, and a root set must not keep a
         # dropped loop (and its file descriptors) alive: forget the loops that are closed,
         # or idle with no pending root fork; an idle one that forks again is met anew.
+        # A closed one stays while a sync fork of it runs: the exit drain finds it here.
         for old, held in list(ROOTS.items()):
-            if old not in OWNED and (old.is_closed() or _idle(old, held)):
+            if old not in OWNED and (
+                (old.is_closed() and not _sync_forks_running([held])) or _idle(old, held)
+            ):
                 del ROOTS[old]
+        _register_exit_drain()  # its sync forks, too, are finished at exit
         return ROOTS.setdefault(loop, Roots(loop))
 
 
@@ -344,16 +349,22 @@ _drain_registered = False
 
 
 def _start_background() -> _Background:
-    global _background, _drain_registered
+    global _background
     with _background_lock:
         if _background is None:
             _background = _Background()
-            if not _drain_registered:
-                # Registered at the first start, so it runs before the atexit handlers
-                # the program registered earlier (atexit runs them last-in, first-out).
-                atexit.register(_drain_at_exit)
-                _drain_registered = True
+            _register_exit_drain()
         return _background
+
+
+def _register_exit_drain() -> None:
+    """Registered at the first background loop or other library's loop that gets a fork,
+    so it runs before the atexit handlers the program registered earlier (atexit runs
+    them last-in, first-out)."""
+    global _drain_registered
+    if not _drain_registered:
+        _drain_registered = True
+        atexit.register(_drain_at_exit)
 
 
 def is_background_thread() -> bool:
@@ -442,12 +453,10 @@ def _drain_at_exit() -> None:
     """
     global _interrupted_at_exit
     backgrounds = [bg for bg in _all_backgrounds() if bg.thread.is_alive()]
-    if not backgrounds:
-        return
     # Python 3.12 refuses new threads once the interpreter is exiting ("can't create new
     # thread at interpreter shutdown"), in atexit and threading's exit hooks alike. Then
     # this thread serves the worker queue itself, so drained sync forks still run.
-    serve = not _threads.can_start_threads()
+    serve = bool(backgrounds) and not _threads.can_start_threads()
     cancel = "daemons"
     for bg in backgrounds:
         try:
@@ -460,6 +469,56 @@ def _drain_at_exit() -> None:
             except KeyboardInterrupt:
                 return  # a second Ctrl-C abandons what is left
         bg.stop()
+    try:
+        _finish_foreign_sync_forks()
+    except KeyboardInterrupt:  # a running sync call cannot be cancelled: abandon it
+        _interrupted_at_exit = True
+
+
+# How often the exit drain looks again at the sync forks of loops asyncfork does not own.
+_EXIT_LOOK_SECONDS = 0.02
+
+
+def _finish_foreign_sync_forks() -> None:
+    """Wait for the sync forks hosted by other libraries' loops (``asyncio.run``'s, a web
+    server's) that are queued or running in asyncfork's workers, as ``asyncio.run`` waits
+    for its default executor: their loop may be closed, but their call is not lost.
+
+    Not daemon forks, nor abandoned ones. It waits for the call itself, not for its
+    Future, which a loop stopped but never closed could keep pending.
+    """
+    tick = threading.Event()  # never set: a Ctrl-C-friendly wait between looks
+    while True:
+        with _roots_lock:
+            foreign = [roots for loop, roots in ROOTS.items() if loop not in OWNED]
+        if not _sync_forks_running(foreign):
+            return
+        _threads.wait_in_slices(tick.wait, _EXIT_LOOK_SECONDS)
+
+
+def _sync_forks_running(root_sets: list[Roots]) -> bool:
+    """Whether a non-daemon sync fork in these root sets (or under them) is queued or
+    running in a worker thread."""
+    nodes: list[Node] = list(root_sets)
+    while nodes:  # the forks pending in those root sets, their children, their groups
+        node = nodes.pop()
+        try:  # read from another thread than the loop's: its sets may change meanwhile
+            children = list(node._children or ())
+        except RuntimeError:
+            return True  # changed while copied: it is busy, look again
+        for fut in children:
+            item = fut._item
+            if (
+                fut._kind == THREAD
+                and not fut._daemon
+                and fut._state == PENDING  # not abandoned
+                and item is not None
+                and item.state in (_threads.QUEUED, _threads.RUNNING)
+            ):
+                return True
+            nodes.append(fut)
+        nodes.extend(tuple(node._groups or ()))
+    return False
 
 
 def _exit_as_interrupted() -> None:

@@ -1,4 +1,4 @@
-"""``wait`` and ``as_completed``: blocking in plain threads, awaitable on a loop."""
+"""``wait``, ``wait_async`` and ``as_completed``: blocking in sync code, awaitable in coroutines."""
 
 # The package's modules share each other's private names by design.
 # pyright: reportPrivateUsage=false
@@ -9,8 +9,9 @@ import asyncio
 import concurrent.futures
 import inspect
 import queue
+import sys
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar, cast, overload
 
 from . import _threads
@@ -23,10 +24,12 @@ from ._blocking import (
     prepare,
     wait_hooks,
 )
-from ._errors import DeadlockError, check_bool, check_timeout, describe
+from ._caller import COROUTINE_CODE, in_coroutine_body
+from ._errors import blocks_the_loop, check_bool, check_timeout, describe
 from ._future import Future
 from ._instruments import HOOKS
 from ._mailbox import post
+from ._trio import sleep_until_done
 
 T = TypeVar("T")
 _get_running_loop = asyncio._get_running_loop
@@ -40,7 +43,12 @@ async def _await_done(
         return failure
     if not pending:
         return None
-    loop = asyncio.get_running_loop()
+    loop = _get_running_loop()
+    if loop is None:  # no asyncio loop runs here: trio's may (else this raises)
+        try:
+            return await sleep_until_done(pending, seconds, fail_fast, "await af.wait()")
+        except TimeoutError:
+            raise _wait_timed_out(futs, seconds) from None
     woken: asyncio.Future[None] = loop.create_future()
 
     def fire() -> None:
@@ -66,17 +74,21 @@ async def _await_done(
             try:
                 await asyncio.wait_for(asyncio.shield(woken), seconds)
             except TimeoutError:
-                unfinished = sum(not fut.done() for fut in futs)
-                raise TimeoutError(
-                    f"af.wait() timed out after {seconds}s with {unfinished} of {len(futs)} "
-                    "Futures unfinished (they go on running)"
-                ) from None
+                raise _wait_timed_out(futs, seconds) from None
     finally:
         waker.fire = None  # no later wake-ups for a waiter that has gone
         leave(pending[: len(entries)], entries)
         if HOOKS:
             wait_hooks("wait_ended", pending)
     return waker.first_failure
+
+
+def _wait_timed_out(futs: Sequence[Future[Any]], seconds: float | None) -> TimeoutError:
+    unfinished = sum(not fut.done() for fut in futs)
+    return TimeoutError(
+        f"af.wait() timed out after {seconds}s with {unfinished} of {len(futs)} "
+        "Futures unfinished (they go on running)"
+    )
 
 
 def _values(
@@ -192,8 +204,14 @@ def wait(
 ) -> Any:
     """Return a fork's value, or a list of values in input order.
 
-    Blocks in a thread without a running event loop. In a thread that runs a
-    loop it returns an awaitable instead: write ``await af.wait(...)``.
+    Blocks in sync code on a thread without a running event loop. In sync code on
+    a thread that runs one (a notebook cell, a sync helper called from a coroutine, a
+    loop callback) it acts as ``fut.result()`` does there: the values if every Future
+    is done already, else :class:`~asyncfork.DeadlockError`, since blocking would
+    freeze that loop. Called in the body of a coroutine function it returns an
+    awaitable instead (``await af.wait(...)`` works at run time, but type checkers
+    see the blocking form: in async code write ``await fut``, or
+    ``await af.wait_async(futs)`` for several).
 
     Fails fast: the first failure (in completion order) is raised as it is while
     the other forks go on; with ``return_exceptions=True`` exceptions (and
@@ -203,11 +221,66 @@ def wait(
     futs, single = _as_futures(fut_or_iterable, "wait()")
     timeout = check_timeout(timeout, "wait(timeout=...)")
     return_exceptions = check_bool(return_exceptions, "wait(return_exceptions=...)")
-    if _get_running_loop() is not None:
+    caller = sys._getframe(1)
+    if caller.f_code.co_flags & COROUTINE_CODE:  # `await af.wait(...)`: the fast case
         return _wait_async(futs, single, timeout, return_exceptions)
-    first_failure = block_until_done(futs, timeout, "af.wait()", fail_fast=not return_exceptions)
+    fail_fast = not return_exceptions
+    if _get_running_loop() is None:
+        first_failure = block_until_done(futs, timeout, "af.wait()", fail_fast)
+    elif in_coroutine_body(caller):  # a comprehension in a coroutine body, on 3.11
+        return _wait_async(futs, single, timeout, return_exceptions)
+    else:
+        first_failure = _without_blocking(futs, timeout, fail_fast)
     values = _values(futs, first_failure, return_exceptions)
     return values[0] if single else values
+
+
+def _without_blocking(
+    futs: Sequence[Future[Any]], timeout: float | None, fail_fast: bool
+) -> Future[Any] | None:
+    """``wait`` in sync code on a thread that runs a loop: what is done, or DeadlockError.
+
+    It may not block there (the loop could never run the forks it waits for). What
+    is done already is its answer, as for ``fut.result()``; a wait that would have
+    to block raises the ``DeadlockError`` that ``result()`` raises.
+    """
+    pending = prepare(futs, "af.wait()")  # waiting on oneself is the worse mistake: named first
+    failure = done_failure(futs) if fail_fast else None
+    if failure is not None or not pending:
+        return failure
+    return block_until_done(futs, timeout, "af.wait()", fail_fast)  # raises DeadlockError
+
+
+@overload
+def wait_async(
+    fut: Future[T], /, *, timeout: float | None = None, return_exceptions: bool = False
+) -> Coroutine[Any, Any, T]: ...
+
+
+@overload
+def wait_async(
+    futs: Iterable[Future[T]], /, *, timeout: float | None = None, return_exceptions: bool = False
+) -> Coroutine[Any, Any, list[T]]: ...
+
+
+def wait_async(
+    fut_or_iterable: Future[Any] | Iterable[Future[Any]],
+    /,
+    *,
+    timeout: float | None = None,
+    return_exceptions: bool = False,
+) -> Coroutine[Any, Any, Any]:
+    """The awaitable form of :func:`wait`, typed as such: ``await af.wait_async(futs)``.
+
+    Same arguments and rules as ``wait`` (fail-fast, ``return_exceptions``, a
+    ``timeout`` that only observes); works under asyncio and trio, from any coroutine.
+    Cancelling the awaiting task leaves the forks running. Bad arguments raise here,
+    at the call.
+    """
+    futs, single = _as_futures(fut_or_iterable, "wait_async()")
+    timeout = check_timeout(timeout, "wait_async(timeout=...)")
+    return_exceptions = check_bool(return_exceptions, "wait_async(return_exceptions=...)")
+    return _wait_async(futs, single, timeout, return_exceptions)
 
 
 async def _wait_async(
@@ -254,9 +327,9 @@ class AsCompleted(Iterator[Future[T]]):
             self._queue = done
             pending = prepare(self._futs, "as_completed()")
             if pending and _get_running_loop() is not None:
-                raise DeadlockError(
-                    "iterating af.as_completed() with `for` blocks, which would freeze the event "
-                    "loop running in this thread: write `async for fut in af.as_completed(...)`"
+                raise blocks_the_loop(
+                    "iterating af.as_completed() with `for`",
+                    "write `async for fut in af.as_completed(...)`",
                 )
             # No helping: a call run inline would hold back the Futures that finish
             # meanwhile, out of completion order; the worker lends its slot instead.

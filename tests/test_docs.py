@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 import re
 import subprocess
 import sys
@@ -36,6 +37,53 @@ def test_examples_in_document_run(path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
+
+
+def test_examples_in_documents_type_check(tmp_path: Path) -> None:
+    """Each page's python blocks, as one module per page, pass mypy --strict and pyright.
+
+    So every spelling the docs show (`await fut`, `await af.wait_async(futs)`, names
+    bound in a group's body) is one a type checker accepts. The two checkers run at
+    once, each over all pages. A page is a series of examples, so a name defined again
+    (another `main`) is allowed.
+    """
+    files = []
+    for page in DOCUMENTS:
+        # "page_trio", not "trio": a module named after a page must not hide a package.
+        module = tmp_path / ("page_" + re.sub(r"\W", "_", page.stem).lower() + ".py")
+        module.write_text("\n".join(_python_blocks(page)), encoding="utf-8")
+        files.append(str(module))
+    (tmp_path / "pyrightconfig.json").write_text(
+        '{"pythonVersion": "3.11", "typeCheckingMode": "standard", "reportRedeclaration": false}'
+    )
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    options = ["--strict", "--disable-error-code", "no-redef", "--python-version", "3.11"]
+    quiet = ["--no-error-summary", "--show-error-codes", "--no-pretty"]
+    # A cache that outlives the run (git ignores it): mypy is then fast after the first time.
+    cache = ["--cache-dir", str(ROOT / ".mypy_cache" / "docs-examples")]
+    with subprocess.Popen(
+        [sys.executable, "-m", "mypy", *options, *quiet, *cache, *files],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=tmp_path,
+        env={**env, "MYPYPATH": str(ROOT)},
+    ) as mypy:
+        try:
+            pyright = subprocess.run(
+                [str(bin_dir / "pyright"), *files],
+                capture_output=True,
+                text=True,
+                timeout=180,
+                cwd=tmp_path,
+                env=env,
+            )
+            mypy_out, _ = mypy.communicate(timeout=180)
+        finally:
+            mypy.kill()  # a no-op once it has exited
+    assert mypy.returncode == 0, f"mypy --strict on the docs' examples:\n{mypy_out}"
+    assert pyright.returncode == 0, f"pyright on the docs' examples:\n{pyright.stdout}"
 
 
 def test_readme_and_concepts_have_examples() -> None:

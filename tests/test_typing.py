@@ -53,7 +53,9 @@ def bad_calls() -> None:
 
 async def bad_async() -> None:
     v: str = await af.fork(async_fn, 1)  # E await Future[int] is int
-    del v
+    w: str = await af.wait_async(af.fork(async_fn, 1))  # E wait_async(Future[int]) is int
+    del v, w
+    await af.wait([af.fork(async_fn, 1)])  # E wait is typed as blocking: write wait_async
     async with af.group() as g:
         g.fork(async_fn, "x")  # E group fork keeps the ParamSpec
 """

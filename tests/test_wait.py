@@ -80,14 +80,14 @@ async def test_unawaited_wait_awaitable_warns() -> None:
     async def work() -> int:
         return 3
 
-    def create_and_drop(fut: af.Future[int]) -> None:
-        pending = af.wait(fut)
+    async def create_and_drop(fut: af.Future[int]) -> None:
+        pending = af.wait(fut)  # in a coroutine body: the awaitable form
         del pending
         gc.collect()
 
     fut = af.fork(work)
     with pytest.warns(RuntimeWarning):
-        create_and_drop(fut)
+        await create_and_drop(fut)
     assert await fut == 3
 
 

@@ -95,6 +95,42 @@ async def check_await() -> None:
     assert_type(values, tuple[int, str])
 
 
+async def check_async_wait_spellings(fut: af.Future[int], futs: list[af.Future[int]]) -> None:
+    # The spellings the docs recommend in async code (`af.wait` is typed as blocking).
+    assert_type(await fut, int)
+    assert_type(await af.wait_async(fut), int)
+    assert_type(await af.wait_async(futs), list[int])
+    assert_type(await af.wait_async(futs, timeout=1.0, return_exceptions=False), list[int])
+    assert_type(await af.wait_async(f for f in futs), list[int])
+    assert_type(await asyncio.gather(*futs), list[int])
+
+
+def check_future_wait_method(fut: af.Future[int]) -> None:
+    assert_type(fut.wait(), int)
+
+
+async def check_names_bound_in_an_async_group_body() -> int:
+    async with af.group() as g:
+        fut = g.fork(async_fn, 1)
+    return await fut  # bound here: the exit is typed as never swallowing the body's error
+
+
+async def check_async_group_body_may_return() -> int:
+    async with af.group() as g:
+        return await g.fork(async_fn, 1)  # nothing falls through the block
+
+
+def check_names_bound_in_a_sync_group_body() -> int:
+    with af.group() as g:
+        fut = g.fork(sync_fn, 1)
+    return fut.result()
+
+
+def check_sync_group_body_may_return() -> int:
+    with af.group() as g:
+        return g.fork(sync_fn, 1).result()
+
+
 async def check_async_group() -> None:
     async with af.group(limit=2, timeout=1.0, name="g") as g:
         assert_type(g, af.Group)

@@ -1,0 +1,240 @@
+"""A sync fork still running when a real uvicorn server stops (Ctrl-C) finishes before the
+process exits: the exit drain covers the forks of a loop asyncfork does not own.
+
+Each case runs in a fresh interpreter: a uvicorn server in its main thread on 127.0.0.1 (a
+free port), a request that starts a sync fork blocked on the child's stdin, SIGINT while it
+runs; the fork's side effect must appear once stdin says go, and the process exit cleanly.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+T = 10.0  # bound on every step: a fresh interpreter importing FastAPI takes a moment
+
+SCRIPT = textwrap.dedent(
+    """\
+    import asyncio, contextlib, os, socket, sys
+    import uvicorn
+    from fastapi import FastAPI
+    import asyncfork as af
+
+    out_path, loop_kind = sys.argv[1], sys.argv[2]
+
+    def say(line):
+        os.write(1, (line + "\\n").encode())
+
+    app_loop = []
+
+    def slow_work(source):
+        # A root fork of the server's loop, whichever endpoint made it.
+        say(f"fork running, hosted by the server's loop: {af.current().get_loop() is app_loop[0]}")
+        line = sys.stdin.readline()  # blocks until the parent says go
+        with open(out_path, "w") as out:
+            out.write(f"{source}: {line.strip()}")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        app_loop.append(asyncio.get_running_loop())
+        yield
+
+    app = FastAPI(lifespan=lifespan)
+
+    @app.get("/async")
+    async def from_async() -> str:
+        af.fork(slow_work, "async endpoint")
+        return "started"
+
+    @app.get("/sync")
+    def from_sync() -> str:  # an anyio worker thread
+        af.fork(slow_work, "sync endpoint")
+        return "started"
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    say(f"port {sock.getsockname()[1]}")
+    server = uvicorn.Server(uvicorn.Config(app, loop=loop_kind, log_level="warning"))
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it handled, once stopped
+        pass
+    say("server stopped")
+    """
+)
+
+
+def read_line(proc: subprocess.Popen[str], deadline: float) -> str:
+    assert proc.stdout is not None
+    line = proc.stdout.readline()  # the child writes each line whole; it exits on failure
+    assert time.monotonic() < deadline, "the child took too long"
+    return line.strip()
+
+
+@pytest.mark.parametrize(("endpoint", "loop"), [("async", "asyncio"), ("sync", "uvloop")])
+def test_sync_fork_from_a_request_finishes_after_uvicorn_stops(
+    tmp_path: Path, endpoint: str, loop: str
+) -> None:
+    out = tmp_path / "side-effect.txt"
+    proc = subprocess.Popen(
+        [sys.executable, "-W", "error", "-c", SCRIPT, str(out), loop],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + T
+    try:
+        first = read_line(proc, deadline)
+        assert first.startswith("port "), first + proc.communicate(timeout=T)[1]
+        url = f"http://127.0.0.1:{first.split()[1]}/{endpoint}"
+        while True:  # poll until the server answers, with a deadline
+            try:
+                response = httpx.get(url, timeout=T)
+                break
+            except httpx.ConnectError:
+                assert time.monotonic() < deadline, "uvicorn did not answer in time"
+                time.sleep(0.02)
+        assert response.text == '"started"'
+        assert read_line(proc, deadline) == "fork running, hosted by the server's loop: True"
+        proc.send_signal(signal.SIGINT)
+        assert read_line(proc, deadline) == "server stopped"
+        assert not out.exists()  # the fork still runs: the process must wait for it
+        _, stderr = proc.communicate("go\n", timeout=T)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, stderr
+    assert out.read_text() == f"{endpoint} endpoint: go"
+    assert "Traceback" not in stderr, stderr
+    assert "Exception" not in stderr, stderr
+
+
+# -- the same rule without a server: asyncio.run's loop, a loop never closed, daemon forks ---
+
+PLAIN = textwrap.dedent(
+    """\
+    import asyncio, os, sys, threading
+    import asyncfork as af
+
+    out_path, how = sys.argv[1], sys.argv[2]
+
+    def say(line):
+        os.write(1, (line + "\\n").encode())
+
+    def slow_work():
+        say("fork running")
+        line = sys.stdin.readline()  # blocks until the parent says go
+        with open(out_path, "w") as out:
+            out.write(line.strip())
+
+    def forever():
+        say("fork running")
+        threading.Event().wait()
+
+    async def main():
+        if how == "daemon":
+            af.fork.options(daemon=True)(forever)
+        else:
+            af.fork(slow_work)
+        await asyncio.sleep(0)
+
+    def watch_the_exit():  # says when the main thread waits in the exit drain for the fork
+        main = threading.main_thread()
+        while True:
+            frame = sys._current_frames().get(main.ident)
+            while frame is not None and frame.f_code.co_name != "_finish_foreign_sync_forks":
+                frame = frame.f_back
+            if frame is not None:
+                say("exit waits")
+                return
+            threading.Event().wait(0.01)
+
+    if how == "ctrl-c":
+        threading.Thread(target=watch_the_exit, daemon=True).start()
+    async def noop():
+        pass
+
+    async def another_loop():  # a new loop with forks: closed loops' root sets are pruned
+        await af.fork(noop)
+
+    if how == "never closed":  # stopped, never closed: the fork's outcome can never settle
+        asyncio.new_event_loop().run_until_complete(main())
+    else:
+        asyncio.run(main())
+    if how == "then another loop":
+        asyncio.run(another_loop())
+    say("main over")
+    """
+)
+
+
+@pytest.mark.parametrize("how", ["asyncio.run", "never closed", "then another loop"])
+def test_sync_fork_of_a_finished_loop_finishes_before_the_process_exits(
+    tmp_path: Path, how: str
+) -> None:
+    out = tmp_path / "side-effect.txt"
+    proc = subprocess.Popen(
+        [sys.executable, "-W", "error", "-c", PLAIN, str(out), how],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + T
+    try:
+        # In either order: the fork may start before or after its loop's end.
+        lines = {read_line(proc, deadline), read_line(proc, deadline)}
+        assert lines == {"fork running", "main over"}
+        assert not out.exists()
+        _, stderr = proc.communicate("go\n", timeout=T)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, stderr
+    assert out.read_text() == "go"
+    assert stderr == ""
+
+
+def test_daemon_sync_fork_of_a_finished_loop_is_not_waited_for_at_exit(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-W", "error", "-c", PLAIN, str(tmp_path / "unused"), "daemon"],
+        capture_output=True,
+        text=True,
+        timeout=T,
+    )
+    assert sorted(proc.stdout.splitlines()) == ["fork running", "main over"]
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+
+
+def test_ctrl_c_while_exit_waits_for_such_a_fork_abandons_it(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-W", "error", "-c", PLAIN, str(tmp_path / "unused"), "ctrl-c"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + T
+    try:
+        lines = {read_line(proc, deadline), read_line(proc, deadline)}
+        assert lines == {"fork running", "main over"}
+        assert read_line(proc, deadline) == "exit waits"
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=T)  # stdin stays open: the fork never returns
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == -signal.SIGINT, stderr  # ends as an unhandled Ctrl-C ends Python
+    assert "Traceback" not in stderr, stderr
