@@ -12,6 +12,7 @@ from typing import Any
 
 from ._errors import FORK_OPTIONS
 from ._future import EXECUTOR, FINISHED, PENDING, Future
+from ._runner import ROOTS
 
 
 def on_timeout(fut: Future[Any]) -> None:
@@ -52,9 +53,41 @@ def finish(fut: Future[Any], value: Any, exc: BaseException | None) -> None:
     elif exc is not None:
         if type(exc) is TypeError:
             _note_fork_option(fut, exc)
+        elif type(exc) is RuntimeError:
+            _note_other_loop(fut, exc)
         fut._set_exception(exc)
     else:
         fut._set_result(value)
+
+
+# asyncio's words for an object used on a loop other than the one it is bound to.
+_OTHER_LOOP = re.compile(r"bound to a different event loop|attached to a different loop")
+
+
+def _note_other_loop(fut: Future[Any], exc: RuntimeError) -> None:
+    """Say which loop a fork ran on when it used an object of another loop.
+
+    The common causes are a client made on one loop and used from a fork on another (a
+    fork from a plain thread runs on the background loop), and a client made before
+    ``os.fork`` (gunicorn ``--preload``).
+    """
+    if _OTHER_LOOP.search(str(exc)) is None:
+        return
+    roots = ROOTS.get(fut._loop)
+    where = (
+        "asyncfork's background loop (it was forked from a thread that runs no event loop)"
+        if roots is not None and roots.background is not None
+        else "the event loop it was forked on"
+    )
+    note = (
+        f"fork {fut.name!r} ran on {where}, and an object it used belongs to another event "
+        "loop. Loop-bound objects (HTTP clients, connection pools, asyncio locks, events and "
+        "queues) work only on the loop they were made on: make them on the loop that uses "
+        "them, e.g. in a web app's lifespan, forking from its handlers; after os.fork "
+        "(gunicorn --preload), make them in each worker process"
+    )
+    if note not in getattr(exc, "__notes__", ()):
+        exc.add_note(note)
 
 
 _REJECTED_KEYWORD = re.compile(

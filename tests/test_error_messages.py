@@ -517,3 +517,59 @@ def test_run_of_a_coroutine_object_says_af_run() -> None:
 
     with pytest.raises(TypeError, match=r"^run\(\) takes .* write af\.run\(main, \.\.\.\) instead"):
         af.run(main(1))  # type: ignore[arg-type]
+
+
+def _event_bound_to_a_finished_loop() -> asyncio.Event:
+    event = asyncio.Event()
+
+    async def bind() -> None:
+        waiting = asyncio.ensure_future(event.wait())  # waiting binds the event to this loop
+        await asyncio.sleep(0)
+        waiting.cancel()
+
+    asyncio.run(bind())
+    return event
+
+
+def test_object_of_another_loop_says_which_loop_the_fork_ran_on() -> None:
+    """A fork from a plain thread runs on the background loop: an object bound to the loop
+    it was made on fails there, and the error says why and what to do."""
+    event = _event_bound_to_a_finished_loop()
+
+    async def uses_event() -> None:
+        await event.wait()
+
+    fut = af.fork(uses_event)  # no loop in this thread: the background loop
+    with pytest.raises(RuntimeError, match="different event loop") as raised:
+        fut.result(timeout=T)
+    notes = raised.value.__notes__
+    assert len(notes) == 1
+    assert notes[0].startswith("fork 'test_object_of_another_loop_says_which_loop_the_fork_ran_on")
+    assert "ran on asyncfork's background loop" in notes[0]
+    assert "make them on the loop that uses them" in notes[0]
+    assert "gunicorn --preload" in notes[0]
+
+
+async def test_object_of_another_loop_on_the_running_loop() -> None:
+    event = _event_bound_to_a_finished_loop_in_a_thread()
+
+    async def uses_event() -> None:
+        await event.wait()
+
+    with pytest.raises(RuntimeError, match="different event loop") as raised:
+        await af.fork(uses_event)
+    assert "ran on the event loop it was forked on" in raised.value.__notes__[0]
+
+
+def _event_bound_to_a_finished_loop_in_a_thread() -> asyncio.Event:
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(_event_bound_to_a_finished_loop).result(timeout=T)
+
+
+def test_other_runtime_errors_get_no_loop_note() -> None:
+    async def fails() -> None:
+        raise RuntimeError("something else")
+
+    with pytest.raises(RuntimeError, match="something else") as raised:
+        af.fork(fails).result(timeout=T)
+    assert not getattr(raised.value, "__notes__", [])
