@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import _instruments, _threads
+from ._caller import trio_token
 from ._errors import blocks_the_loop
 from ._instruments import HOOKS
 from ._scope import CURRENT, check_not_waiting_on_itself
@@ -136,6 +137,11 @@ def block_until_done(
         return None
     if fail_fast and (failure := done_failure(futs)) is not None:
         return failure
+    if trio_token() is not None:  # sync code on trio's thread: blocking it freezes trio
+        raise blocks_the_loop(
+            f"{what} on an unfinished Future",
+            "write `await fut`, or `await af.wait_async(futs)` for several",
+        )
     if timeout is None and help_before_blocking(pending, fail_fast):
         pending = [fut for fut in pending if not fut.done()]
         if fail_fast and (failure := done_failure(futs)) is not None:

@@ -47,8 +47,8 @@ async def drain(*, cancel: bool = False, timeout: float | None = None) -> None: 
     node = CURRENT.get()
     if node is not None and node._host_loop() is loop:
         raise DeadlockError(
-            "af.drain() waits for every fork of this loop, and it was called inside one of "
-            "them (or in a group open in one), so it would wait for itself: call it outside "
+            "af.drain() waits for every fork and group of this loop, and it was called inside "
+            "one of them, so it would wait for itself: call it outside "
             "any fork, e.g. in a lifespan or shutdown handler, or wait for the forks you "
             "need with `await fut`"
         )

@@ -19,6 +19,7 @@ from types import FrameType, FunctionType
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, cast, overload
 
 from . import _instruments, _threads
+from ._caller import trio_token
 from ._classify import COROUTINE, classify
 from ._coroutine_fork import cancel_coroutine, drive, start_coroutine
 from ._errors import callable_name, check_bool, check_name, check_timeout, describe, short_repr
@@ -32,7 +33,7 @@ from ._runner import ROOTS, background_loop, roots_of
 from ._scope import CURRENT, Node
 from ._thread_fork import cancel_sync, submit_item, sync_returned
 from ._threads import WorkItem
-from ._trio import coroutine_fork_error, trio_token
+from ._trio import coroutine_fork_error
 
 if TYPE_CHECKING:
     from ._group import Group

@@ -285,11 +285,12 @@ class Future(Node, Generic[T_co]):
         In sync code it returns the value, blocking like :meth:`result` (and, like
         it, raising :class:`~asyncfork.DeadlockError` for an unfinished Future on a
         thread that runs an event loop). Called in the body of a coroutine function
-        it returns the Future itself, to be awaited; type checkers see the blocking
-        form, so in async code write ``await fut``.
+        it returns an awaitable (a coroutine, so a missing ``await`` warns); type
+        checkers see the blocking form, so in async code write ``await fut``.
         """
         if in_coroutine_body(sys._getframe(1)):
-            return self  # type: ignore[return-value]  # pyright: ignore[reportReturnType]
+            # A coroutine, not the Future itself: one left without `await` warns.
+            return _awaited(self)  # type: ignore[return-value]  # pyright: ignore[reportReturnType]
         if self._state == PENDING:
             block_until_done((self,), None, "fut.wait()")
         return self._outcome()
@@ -764,6 +765,14 @@ class Future(Node, Generic[T_co]):
 
     def _set_cancelled(self) -> None:
         self._settle(CANCELLED, None, None)
+
+
+async def _awaited(fut: Future[T_co]) -> T_co:
+    return await fut
+
+
+# A "never awaited" warning names what the user called.
+_awaited.__qualname__ = "Future.wait"
 
 
 def _reraise(exc: BaseException) -> None:

@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import Any
 
 from ._blocking import blocking_acquire
+from ._caller import asyncio_only
 from ._errors import (
     blocks_the_loop,
     callable_name,
@@ -116,6 +117,8 @@ class Group(Node):
             self._timer = self._loop.call_later(deadline - time.monotonic(), self._on_timeout)
 
     async def __aenter__(self) -> Group:
+        if asyncio._get_running_loop() is None:
+            raise asyncio_only("async with af.group()")
         task = asyncio.current_task()
         if task is None:
             raise RuntimeError("async with af.group() must be used inside a task")

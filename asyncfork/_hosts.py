@@ -53,6 +53,27 @@ def foreign_host_loop() -> AbstractEventLoop | None:
 
 
 def _anyio_host_loop() -> AbstractEventLoop | None:
+    """The host loop anyio keeps for its worker thread, read without a call to that loop.
+
+    anyio marks a worker thread with its host's token, in a thread-local that
+    ``anyio.from_thread`` reads (an ``EventLoopToken`` whose ``native_token`` is the
+    asyncio loop; the loop itself before anyio 4.11). The public way to the loop,
+    ``from_thread.run_sync(asyncio.get_running_loop)``, waits for the host loop to run
+    it: a deadlock when the loop's thread waits for this worker (a lock both take), and
+    a wait as long as the loop is busy. It is used only if that thread-local is gone.
+    """
+    try:
+        from anyio._core._eventloop import threadlocals
+    except ImportError:  # another anyio layout: the public round trip
+        return _anyio_host_loop_by_call()
+    token = getattr(threadlocals, "current_token", None)  # None: not an anyio worker thread
+    loop = getattr(token, "native_token", token)
+    if isinstance(loop, AbstractEventLoop) and not loop.is_closed():
+        return loop
+    return None  # not a worker thread, a trio host, or a host loop that has closed
+
+
+def _anyio_host_loop_by_call() -> AbstractEventLoop | None:
     try:
         from anyio import from_thread
     except ImportError:  # a partly imported or broken anyio: not our business

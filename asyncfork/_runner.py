@@ -475,25 +475,54 @@ def _drain_at_exit() -> None:
         _interrupted_at_exit = True
 
 
-# How often the exit drain looks again at the sync forks of loops asyncfork does not own.
+# How often the exit drain looks again at the sync forks of loops asyncfork does not own,
+# and after how long it says, once, what it waits for.
 _EXIT_LOOK_SECONDS = 0.02
+_EXIT_NOTICE_SECONDS = 1.0
 
 
 def _finish_foreign_sync_forks() -> None:
-    """Wait for the sync forks hosted by other libraries' loops (``asyncio.run``'s, a web
-    server's) that are queued or running in asyncfork's workers, as ``asyncio.run`` waits
-    for its default executor: their loop may be closed, but their call is not lost.
+    """Wait for the sync forks hosted by other libraries' loops that have closed
+    (``asyncio.run``'s, a web server's) and are queued or running in asyncfork's workers,
+    as ``asyncio.run`` waits for its default executor: their loop is gone, but their call
+    is not lost. Not daemon forks, nor abandoned ones.
 
-    Not daemon forks, nor abandoned ones. It waits for the call itself, not for its
-    Future, which a loop stopped but never closed could keep pending.
+    Only closed loops: once closed, a loop takes no outcome in, so a fork's outcome (and a
+    wait on it) settles off the loop. A loop that is stopped but not closed may still
+    queue the outcome, where nothing would run it, and a loop still running belongs to a
+    daemon thread, which Python abandons: the sync forks of those are not waited for, and
+    stderr says so.
     """
     tick = threading.Event()  # never set: a Ctrl-C-friendly wait between looks
+    began = time.monotonic()
+    noticed = False
     while True:
         with _roots_lock:
-            foreign = [roots for loop, roots in ROOTS.items() if loop not in OWNED]
-        if not _sync_forks_running(foreign):
-            return
+            foreign = [(loop, roots) for loop, roots in ROOTS.items() if loop not in OWNED]
+        closed = [roots for loop, roots in foreign if loop.is_closed()]
+        if not _sync_forks_running(closed):
+            break
+        if not noticed and time.monotonic() - began >= _EXIT_NOTICE_SECONDS:
+            noticed = True
+            _say_at_exit(
+                "asyncfork: waiting for the sync forks of closed event loops to return before "
+                "the interpreter exits (Ctrl-C abandons them)"
+            )
         _threads.wait_in_slices(tick.wait, _EXIT_LOOK_SECONDS)
+    left_open = [roots for loop, roots in foreign if not loop.is_closed()]
+    if _sync_forks_running(left_open):
+        _say_at_exit(
+            "asyncfork: sync forks of an event loop that was never closed are still running "
+            "and are abandoned at exit; close the loop when it is done (asyncio.run does), "
+            "or await af.drain() before it stops, to have them finish"
+        )
+
+
+def _say_at_exit(line: str) -> None:
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except Exception:  # pragma: no cover - stderr closed or torn down at exit
+        pass
 
 
 def _sync_forks_running(root_sets: list[Roots]) -> bool:

@@ -18,24 +18,12 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._blocking import Waker, leave, prepare, wait_hooks
+from ._caller import trio_token
 from ._errors import callable_name
 from ._instruments import HOOKS
 
 if TYPE_CHECKING:
     from ._future import Future
-
-
-def trio_token() -> Any | None:
-    """The ``TrioToken`` of the trio run in this thread, or None if none runs here."""
-    trio = sys.modules.get("trio")
-    if trio is None:
-        return None
-    try:
-        return trio.lowlevel.current_trio_token()
-    except RuntimeError:  # trio is imported, but no trio run is in this thread
-        return None
-    except AttributeError:  # a trio still being imported (or something else by that name)
-        return None
 
 
 def no_loop_error(what: str) -> RuntimeError:

@@ -24,7 +24,7 @@ from ._blocking import (
     prepare,
     wait_hooks,
 )
-from ._caller import COROUTINE_CODE, in_coroutine_body
+from ._caller import COROUTINE_CODE, asyncio_only, in_coroutine_body
 from ._errors import blocks_the_loop, check_bool, check_timeout, describe
 from ._future import Future
 from ._instruments import HOOKS
@@ -36,9 +36,9 @@ _get_running_loop = asyncio._get_running_loop
 
 
 async def _await_done(
-    futs: Sequence[Future[Any]], seconds: float | None, fail_fast: bool
+    futs: Sequence[Future[Any]], seconds: float | None, fail_fast: bool, what: str
 ) -> Future[Any] | None:
-    pending = prepare(futs, "await af.wait()")
+    pending = prepare(futs, f"await {what}")
     if fail_fast and (failure := done_failure(futs)) is not None:
         return failure
     if not pending:
@@ -46,9 +46,9 @@ async def _await_done(
     loop = _get_running_loop()
     if loop is None:  # no asyncio loop runs here: trio's may (else this raises)
         try:
-            return await sleep_until_done(pending, seconds, fail_fast, "await af.wait()")
+            return await sleep_until_done(pending, seconds, fail_fast, f"await {what}")
         except TimeoutError:
-            raise _wait_timed_out(futs, seconds) from None
+            raise _wait_timed_out(futs, seconds, what) from None
     woken: asyncio.Future[None] = loop.create_future()
 
     def fire() -> None:
@@ -74,7 +74,7 @@ async def _await_done(
             try:
                 await asyncio.wait_for(asyncio.shield(woken), seconds)
             except TimeoutError:
-                raise _wait_timed_out(futs, seconds) from None
+                raise _wait_timed_out(futs, seconds, what) from None
     finally:
         waker.fire = None  # no later wake-ups for a waiter that has gone
         leave(pending[: len(entries)], entries)
@@ -83,10 +83,12 @@ async def _await_done(
     return waker.first_failure
 
 
-def _wait_timed_out(futs: Sequence[Future[Any]], seconds: float | None) -> TimeoutError:
+def _wait_timed_out(
+    futs: Sequence[Future[Any]], seconds: float | None, what: str = "af.wait()"
+) -> TimeoutError:
     unfinished = sum(not fut.done() for fut in futs)
     return TimeoutError(
-        f"af.wait() timed out after {seconds}s with {unfinished} of {len(futs)} "
+        f"{what} timed out after {seconds}s with {unfinished} of {len(futs)} "
         "Futures unfinished (they go on running)"
     )
 
@@ -280,15 +282,26 @@ def wait_async(
     futs, single = _as_futures(fut_or_iterable, "wait_async()")
     timeout = check_timeout(timeout, "wait_async(timeout=...)")
     return_exceptions = check_bool(return_exceptions, "wait_async(return_exceptions=...)")
-    return _wait_async(futs, single, timeout, return_exceptions)
+    coro = _wait_async(futs, single, timeout, return_exceptions, "af.wait_async()")
+    # A "never awaited" warning names what was called.
+    coro.__qualname__ = "af.wait_async"  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue]
+    return coro
 
 
 async def _wait_async(
-    futs: list[Future[Any]], single: bool, seconds: float | None, return_exceptions: bool
+    futs: list[Future[Any]],
+    single: bool,
+    seconds: float | None,
+    return_exceptions: bool,
+    what: str = "af.wait()",
 ) -> Any:
-    first_failure = await _await_done(futs, seconds, fail_fast=not return_exceptions)
+    first_failure = await _await_done(futs, seconds, not return_exceptions, what)
     values = _values(futs, first_failure, return_exceptions)
     return values[0] if single else values
+
+
+# A "never awaited" warning names what the user called, not this module's helper.
+_wait_async.__qualname__ = "af.wait"
 
 
 class AsCompleted(Iterator[Future[T]]):
@@ -362,7 +375,9 @@ class AsCompleted(Iterator[Future[T]]):
         return self._async_iter()
 
     async def _async_iter(self) -> AsyncIterator[Future[T]]:
-        loop = asyncio.get_running_loop()
+        loop = _get_running_loop()
+        if loop is None:
+            raise asyncio_only("async for over af.as_completed()")
         done: asyncio.Queue[Future[T]] = asyncio.Queue()
         prepare(self._futs, "as_completed()")
 

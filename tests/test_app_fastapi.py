@@ -158,6 +158,29 @@ async def test_anyio_worker_thread_forks_onto_its_host_loop() -> None:
     assert again[0] is loop
 
 
+async def test_finding_the_host_loop_needs_no_call_to_it() -> None:
+    """A worker's first fork must not wait for its host loop: here the loop's thread waits
+    for a lock that the worker holds while it forks."""
+    lock = threading.Lock()
+    holding = threading.Event()
+
+    async def one() -> int:
+        return 1
+
+    def worker() -> af.Future[int]:
+        with lock:
+            holding.set()
+            return af.fork(one)  # the loop thread is blocked on the lock meanwhile
+
+    running = asyncio.ensure_future(anyio.to_thread.run_sync(worker))
+    await asyncio.to_thread(holding.wait, T)
+    acquired = lock.acquire(timeout=T)  # sync code on the loop thread takes the same lock
+    assert acquired, "the worker's fork waited for the blocked loop"
+    lock.release()
+    fut = await within(running)
+    assert await within(fut) == 1
+
+
 async def test_anyio_worker_root_forks_are_joined_and_failures_never_lost() -> None:
     gate = threading.Event()
 

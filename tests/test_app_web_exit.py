@@ -136,13 +136,20 @@ PLAIN = textwrap.dedent(
         with open(out_path, "w") as out:
             out.write(line.strip())
 
+    running = threading.Event()
+
     def forever():
         say("fork running")
+        running.set()
         threading.Event().wait()
 
     async def main():
         if how == "daemon":
             af.fork.options(daemon=True)(forever)
+            await asyncio.to_thread(running.wait, 10)  # main ends after the fork started
+        elif how == "never closed":
+            af.fork(forever)  # not a daemon, but its loop is never closed
+            await asyncio.to_thread(running.wait, 10)
         else:
             af.fork(slow_work)
         await asyncio.sleep(0)
@@ -166,7 +173,7 @@ PLAIN = textwrap.dedent(
     async def another_loop():  # a new loop with forks: closed loops' root sets are pruned
         await af.fork(noop)
 
-    if how == "never closed":  # stopped, never closed: the fork's outcome can never settle
+    if how == "never closed":  # stopped, never closed: it could still hold the fork's outcome
         asyncio.new_event_loop().run_until_complete(main())
     else:
         asyncio.run(main())
@@ -177,7 +184,14 @@ PLAIN = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("how", ["asyncio.run", "never closed", "then another loop"])
+# Printed if the exit wait lasts a second (a slow machine between the two lines and "go").
+EXIT_NOTICE = (
+    "asyncfork: waiting for the sync forks of closed event loops to return before the "
+    "interpreter exits (Ctrl-C abandons them)\n"
+)
+
+
+@pytest.mark.parametrize("how", ["asyncio.run", "then another loop"])
 def test_sync_fork_of_a_finished_loop_finishes_before_the_process_exits(
     tmp_path: Path, how: str
 ) -> None:
@@ -202,7 +216,82 @@ def test_sync_fork_of_a_finished_loop_finishes_before_the_process_exits(
             proc.communicate()
     assert proc.returncode == 0, stderr
     assert out.read_text() == "go"
-    assert stderr == ""
+    assert stderr in ("", EXIT_NOTICE)
+
+
+def test_sync_fork_of_a_loop_never_closed_is_abandoned_with_a_notice(tmp_path: Path) -> None:
+    """A stopped loop that was never closed may hold the fork's outcome where nothing runs
+    it: waiting could hang the exit for good, so the fork is abandoned, and stderr says so."""
+    proc = subprocess.run(
+        [sys.executable, "-W", "error", "-c", PLAIN, str(tmp_path / "unused"), "never closed"],
+        capture_output=True,
+        text=True,
+        timeout=T,
+    )
+    stderr = proc.stderr
+    assert proc.stdout.splitlines() == ["fork running", "main over"]
+    assert proc.returncode == 0, stderr
+    assert "sync forks of an event loop that was never closed" in stderr
+    assert "are abandoned at exit" in stderr
+
+
+NESTED_ON_A_STOPPED_LOOP = textwrap.dedent(
+    """\
+    import asyncio, threading
+    import asyncfork as af
+
+    child_started = threading.Event()
+    release = threading.Event()
+
+    def child():
+        child_started.set()
+        release.wait(10)
+        return 1
+
+    def parent():  # its child's outcome goes to a loop that has stopped: it never returns
+        af.wait(af.fork(child))
+
+    async def main():
+        af.fork(parent)
+        await asyncio.to_thread(child_started.wait, 10)
+
+    asyncio.new_event_loop().run_until_complete(main())
+    release.set()  # the child returns after its loop stopped
+    print("main over")
+    """
+)
+
+LOOP_IN_A_DAEMON_THREAD = textwrap.dedent(
+    """\
+    import asyncio, threading
+    import asyncfork as af
+
+    running = threading.Event()
+
+    def forever():
+        running.set()
+        threading.Event().wait()
+
+    async def serve():  # never ends: its thread is a daemon, abandoned at exit
+        await af.fork(forever)
+
+    threading.Thread(target=asyncio.run, args=(serve(),), daemon=True).start()
+    running.wait(10)
+    print("main over")
+    """
+)
+
+
+@pytest.mark.parametrize(
+    "script", [NESTED_ON_A_STOPPED_LOOP, LOOP_IN_A_DAEMON_THREAD], ids=["stopped", "daemon"]
+)
+def test_exit_never_waits_for_a_loop_that_is_not_closed(script: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-W", "error", "-c", script], capture_output=True, text=True, timeout=T
+    )
+    assert proc.stdout == "main over\n"
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
 
 
 def test_daemon_sync_fork_of_a_finished_loop_is_not_waited_for_at_exit(tmp_path: Path) -> None:

@@ -214,6 +214,63 @@ def test_forks_from_trio_in_a_sync_fork_that_runs_trio() -> None:
     assert af.wait(af.fork(runs_trio), timeout=T) == 4
 
 
+@pytest.mark.parametrize("call", ["af.wait", "fut.result", "fut.wait"])
+def test_sync_code_on_trios_thread_gets_deadlock_error_not_a_frozen_trio(call: str) -> None:
+    """A sync helper on trio's thread that blocks on an unfinished fork would freeze trio
+    (for good if the fork needs trio): it raises, as on an asyncio loop's thread."""
+    release = threading.Event()
+
+    def helper(fut: af.Future[None]) -> object:
+        if call == "af.wait":
+            return af.wait(fut)
+        if call == "fut.result":
+            return fut.result()
+        return fut.wait()
+
+    async def main() -> None:
+        fut = af.fork(release.wait, T)
+        try:
+            with pytest.raises(af.DeadlockError, match=r"await af\.wait_async\(futs\)"):
+                helper(fut)
+        finally:
+            release.set()
+        await fut
+
+    trio.run(main)
+
+
+def test_done_futures_in_sync_code_on_trios_thread_give_their_values() -> None:
+    def helper(fut: af.Future[int]) -> tuple[int, int]:  # sync code, on trio's thread
+        return af.wait(fut), fut.result()
+
+    async def main() -> tuple[int, int]:
+        fut = af.fork(len, "ab")
+        await fut
+        return helper(fut)
+
+    assert trio.run(main) == (2, 2)
+
+
+@pytest.mark.parametrize("construct", ["group", "as_completed"])
+def test_asyncio_only_constructs_in_trio_say_what_to_write(construct: str) -> None:
+    async def enter_a_group() -> None:
+        async with af.group():
+            pass
+
+    async def iterate(fut: af.Future[int]) -> None:
+        async for _ in af.as_completed([fut]):
+            pass
+
+    async def main() -> None:
+        fut = af.fork(len, "ab")
+        use = enter_a_group() if construct == "group" else iterate(fut)
+        with pytest.raises(RuntimeError, match=r"none runs under trio.*af\.wait_async\(futs\)"):
+            await use
+        await fut
+
+    trio.run(main)
+
+
 def test_trio_is_not_imported_by_asyncfork() -> None:
     """asyncfork imports neither trio nor anyio (nor sniffio) on its own."""
     code = (

@@ -80,14 +80,22 @@ async def test_unawaited_wait_awaitable_warns() -> None:
     async def work() -> int:
         return 3
 
-    async def create_and_drop(fut: af.Future[int]) -> None:
-        pending = af.wait(fut)  # in a coroutine body: the awaitable form
+    async def create_and_drop(fut: af.Future[int], spelling: str) -> None:
+        # In a coroutine body: the awaitable form, dropped without an await.
+        if spelling == "af.wait":
+            pending: object = af.wait(fut)
+        elif spelling == "af.wait_async":
+            pending = af.wait_async(fut)
+        else:
+            pending = fut.wait()
         del pending
         gc.collect()
 
     fut = af.fork(work)
-    with pytest.warns(RuntimeWarning):
-        await create_and_drop(fut)
+    for spelling in ("af.wait", "af.wait_async", "Future.wait"):
+        # The warning names what was called, not a private helper.
+        with pytest.warns(RuntimeWarning, match=f"coroutine '{spelling}' was never awaited"):
+            await create_and_drop(fut, spelling)
     assert await fut == 3
 
 

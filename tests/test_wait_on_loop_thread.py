@@ -128,7 +128,7 @@ async def test_wait_in_sync_code_raises_a_failure_that_is_done() -> None:
 
 
 async def test_future_wait_method_follows_the_same_rule() -> None:
-    """fut.wait(): DeadlockError in sync code on a loop thread, the Future in a coroutine."""
+    """fut.wait(): DeadlockError in sync code on a loop thread, an awaitable in a coroutine."""
     gate = threading.Event()
     fut = af.fork(gated(gate, 5))
 
@@ -140,8 +140,9 @@ async def test_future_wait_method_follows_the_same_rule() -> None:
             helper()
     finally:
         gate.set()
-    assert fut.wait() is fut  # in this coroutine body: the awaitable
-    assert await within(fut.wait()) == 5
+    pending = fut.wait()  # in this coroutine body: a coroutine, to be awaited
+    assert inspect.iscoroutine(pending)
+    assert await within(pending) == 5
     assert helper() == 5  # done: its value, also in sync code
 
 
@@ -241,7 +242,7 @@ async def test_wait_async_has_waits_rules() -> None:
     assert await within(af.wait_async(one)) == 3
     with pytest.raises(ValueError, match="no"):
         await within(af.wait_async([one, bad, slow]))
-    with pytest.raises(TimeoutError, match=r"af\.wait\(\) timed out after 0\.01s"):
+    with pytest.raises(TimeoutError, match=r"af\.wait_async\(\) timed out after 0\.01s"):
         await af.wait_async([one, slow], timeout=0.01)
     assert not slow.done()
     gate.set()
