@@ -11,6 +11,9 @@ Forks nest: a fork's children are joined before it completes.
 
 from typing import TYPE_CHECKING, Any
 
+from ._carriers import Carrier as Carrier
+from ._carriers import Carrying as Carrying
+from ._carriers import carry as carry
 from ._drain import drain as drain
 from ._entry import run as run
 from ._errors import DeadlockError as DeadlockError
@@ -60,6 +63,8 @@ def __dir__() -> list[str]:
 
 __all__ = (
     "AsCompleted",
+    "Carrier",
+    "Carrying",
     "DeadlockError",
     "ForkRecord",
     "Forker",
@@ -71,6 +76,7 @@ __all__ = (
     "TraceSummary",
     "WaitRecord",
     "as_completed",
+    "carry",
     "check_cancelled",
     "configure",
     "current",

@@ -30,9 +30,13 @@ _get_running_loop = asyncio._get_running_loop
 
 def blocking_acquire(lock: threading.Lock, timeout: float | None) -> bool:
     """Block on ``lock``; an asyncfork worker lends its pool slot out meanwhile."""
-    pool = _threads.on_worker_thread()
+    pool: Any = _threads.on_worker_thread()
     if pool is None:
-        return _threads.acquire(lock, timeout)
+        pool = _threads._local.lender  # a Dask task's thread (asyncfork.dask), else None
+        if pool is None:
+            return _threads.acquire(lock, timeout)
+        if lock.acquire(blocking=False):
+            return True  # no need to block: keep the slot
     pool.lend_slot()
     try:
         return _threads.acquire(lock, timeout)

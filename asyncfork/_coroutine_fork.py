@@ -12,6 +12,7 @@ from functools import partial
 from typing import Any
 
 from . import _instruments
+from ._carriers import carried_steps
 from ._future import Future
 from ._instruments import HOOKS
 from ._outcome import finish
@@ -37,6 +38,8 @@ async def drive(
         value = func(*args, **kwargs) if kwargs else func(*args)
         if HOOKS:
             value = _instruments.coroutine_starting(fut, value)
+        if fut._carried is not None:  # thread-bound state: entered around each step
+            value = carried_steps(value, fut._carried)
         value = await value
     except BaseException as exc:  # KeyboardInterrupt too: a fork never takes its loop down
         _failed(fut, exc)

@@ -26,7 +26,12 @@ def start_executor(
     if HOOKS:
         _instruments.call("fork_started", fut, type(executor).__name__)
     try:
-        cf = executor.submit(func, *args, **kwargs)
+        # An executor that needs the fork (asyncfork.dask's: its name, its on_cancel).
+        submit_fork = getattr(executor, "submit_fork", None)
+        if submit_fork is None:
+            cf = executor.submit(func, *args, **kwargs)
+        else:
+            cf = submit_fork(fut, func, args, kwargs)
     except BaseException as exc:
         finish(fut, None, exc)
         return
@@ -59,6 +64,8 @@ def _outcome_of(fut: Future[Any], cf: Any) -> tuple[Any, BaseException | None]:
 def executor_settle(fut: Future[Any], cf: Any) -> None:
     fut._handoff = TAKEN_IN  # the loop settles the fork from here on
     value, error = _outcome_of(fut, cf)
+    if HOOKS and fut._state == PENDING and (ran := getattr(cf, "ran", None)) is not None:
+        _instruments.call("fork_ran_remotely", fut, *ran)  # a Dask cluster's call
     returned_coroutine = error is None and inspect.iscoroutine(value)
     if fut._state != PENDING or (error is None and fut._cancel_requested):
         if returned_coroutine:

@@ -15,13 +15,15 @@ from concurrent.futures import Executor
 from contextvars import copy_context
 from functools import partial
 from traceback import StackSummary, walk_stack
-from types import FrameType, FunctionType
+from types import CodeType, FrameType, FunctionType
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, cast, overload
 
-from . import _instruments, _threads
+from . import _carriers, _instruments, _threads
 from ._caller import trio_token
+from ._carriers import SEEN as CARRIERS_SEEN
 from ._classify import COROUTINE, classify
 from ._coroutine_fork import cancel_coroutine, drive, start_coroutine
+from ._dask_scope import SCOPED_EXECUTOR, cluster_executor
 from ._errors import callable_name, check_bool, check_name, check_timeout, describe, short_repr
 from ._executor_fork import cancel_executor, start_executor
 from ._future import EXECUTOR, PENDING, THREAD, Future
@@ -36,13 +38,23 @@ from ._threads import WorkItem
 from ._trio import coroutine_fork_error
 
 if TYPE_CHECKING:
+    from distributed import Client
+
     from ._group import Group
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
 _get_running_loop = asyncio._get_running_loop
+_modules = sys.modules
 _Task = asyncio.Task
+_getframe = sys._getframe
+# Fork sites by instruction offset, each for the last code object forking at that offset:
+# a fork reuses its call site's tuple (no allocation), looked up by a small int's hash
+# (a code object's hash is computed over its contents at every call). Bounded by the
+# number of distinct offsets; another function forking at the same offset replaces it.
+_SITES: dict[int, tuple[CodeType, int]] = {}
+_site_at = _SITES.get
 _CO_COROUTINE = 0x80  # inspect.CO_COROUTINE
 _ON_CANCEL = ("wait", "abandon")
 
@@ -70,7 +82,7 @@ class Forker:
         self,
         *,
         name: str | None = None,
-        executor: Executor | None = None,
+        executor: Executor | Client | None = None,
         timeout: float | None = None,
         detached: bool = False,
         daemon: bool = False,
@@ -80,11 +92,14 @@ class Forker:
     ) -> None:
         self._name = check_name(name, "fork.options(name=...)", "the callable's name")
         if not isinstance(cast(object, executor), (Executor, type(None))):
-            raise TypeError(
-                "fork.options(executor=...) must be a concurrent.futures.Executor "
-                f"(a ThreadPoolExecutor, ProcessPoolExecutor, a cluster client's executor), "
-                f"not {describe(executor)}"
-            )
+            cluster = cluster_executor(executor)  # a distributed.Client, as it is
+            if cluster is None:
+                raise TypeError(
+                    "fork.options(executor=...) must be a concurrent.futures.Executor "
+                    "(a ThreadPoolExecutor, ProcessPoolExecutor) or a distributed.Client, "
+                    f"not {describe(executor)}"
+                )
+            executor = cluster
         if not isinstance(cast(object, on_cancel), str):
             raise TypeError(
                 "fork.options(on_cancel=...) must be 'wait' or 'abandon', "
@@ -95,7 +110,7 @@ class Forker:
                 "fork.options(on_cancel=...) must be 'wait' or 'abandon', "
                 f"not {short_repr(on_cancel)}"
             )
-        self._executor = executor
+        self._executor = cast("Executor | None", executor)
         self._timeout = check_timeout(timeout, "fork.options(timeout=...)")
         self._detached = check_bool(detached, "fork.options(detached=...)")
         self._daemon = check_bool(daemon, "fork.options(daemon=...)")
@@ -109,7 +124,7 @@ class Forker:
         self,
         *,
         name: str | None = None,
-        executor: Executor | None = None,
+        executor: Executor | Client | None = None,
         timeout: float | None = None,
         detached: bool = False,
         daemon: bool = False,
@@ -119,7 +134,8 @@ class Forker:
         """Return a callable like ``fork`` that applies these options.
 
         - ``name``: the Future's name (default: the callable's qualified name).
-        - ``executor``: run a sync callable on this ``concurrent.futures.Executor``.
+        - ``executor``: run a sync callable on this ``concurrent.futures.Executor``, or on
+          the Dask cluster of this ``distributed.Client`` (see ``asyncfork.dask``).
         - ``timeout``: cancel the fork this many seconds after the ``fork()`` call;
           its Future then raises ``TimeoutError``.
         - ``detached``: make a root fork, whatever the current scope.
@@ -199,11 +215,24 @@ class Forker:
         # The name now, not lazily: the fork's Task carries it (asyncio's debug output
         # and all_tasks() then name the user's function).
         name = self._name or (func.__qualname__ if plain_function else callable_name(func))
+        # Where fork() was called, for a failure's note: the caller's code and instruction
+        # offset (f_lineno would scan the line table), one shared tuple per call site.
+        try:
+            caller = _getframe(1)
+        except ValueError:  # called from C with no Python frame below (a thread's entry)
+            site = None
+        else:
+            code = caller.f_code
+            offset = caller.f_lasti
+            site = _site_at(offset)
+            if site is None or site[0] is not code:
+                site = _SITES[offset] = (code, offset)
         fut: Future[Any] = Future._new(
             loop,
             name,
             parent,  # pyright: ignore[reportUnknownArgumentType]
             scope,  # pyright: ignore[reportUnknownArgumentType]
+            site,
         )
         deadline = None
         if not self._plain:
@@ -218,8 +247,15 @@ class Forker:
 
         if loop.get_debug():  # asyncio's debug mode: keep where the fork was made
             fut._source_traceback = _creation_site(sys._getframe(1))
+        if len(_modules) != CARRIERS_SEEN[0]:  # a carrier may be active (torch imported...)
+            carried = _carriers.capture()  # thread-bound state, taken in the forking thread
+            if carried is not None:
+                fut._carried = carried
+        executor = self._executor
         if kind != COROUTINE:
-            fut._kind = THREAD if self._executor is None else EXECUTOR
+            if executor is None:  # asyncfork.dask.use(client): sync forks go to the cluster
+                executor = SCOPED_EXECUTOR.get()
+            fut._kind = THREAD if executor is None else EXECUTOR
         try:
             if HOOKS:  # the one test instruments cost when none is installed
                 _instruments.call("fork_made", fut)
@@ -248,10 +284,10 @@ class Forker:
                 start: Callable[[Future[Any]], None] = partial(
                     start_coroutine, func=func, args=args, kwargs=kwargs, context=context
                 )
-            elif self._executor is not None:
+            elif executor is not None:
                 fut._canceller = cancel_executor
                 start = partial(
-                    start_executor, executor=self._executor, func=func, args=args, kwargs=kwargs
+                    start_executor, executor=executor, func=func, args=args, kwargs=kwargs
                 )
             else:
                 fut._canceller = cancel_sync

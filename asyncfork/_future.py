@@ -21,7 +21,7 @@ import traceback
 from asyncio import AbstractEventLoop, CancelledError
 from collections.abc import Callable, Coroutine, Generator
 from contextvars import Context, copy_context
-from types import TracebackType
+from types import CodeType, TracebackType
 from typing import Any, Generic, Literal, TypeVar
 
 from . import _instruments, _threads
@@ -133,6 +133,7 @@ class Future(Node, Generic[T_co]):
         "_parent",
         "_result",
         "_scope",
+        "_site",
         "_started",
         "_state",
         "_task",
@@ -148,6 +149,9 @@ class Future(Node, Generic[T_co]):
     _depth: int
     _canceller: Callable[[Future[Any], str | None], None] | None
     _created: float  # time.monotonic() at fork(), for af.tree()'s ages
+    # Where fork() was called: (caller's code, instruction offset), shared by every fork of
+    # one call site; the line is looked up only for a failure's note (_outcome.note_site).
+    _site: tuple[CodeType, int] | None
     _task: asyncio.Task[None] | None
     _started: bool
 
@@ -178,6 +182,8 @@ class Future(Node, Generic[T_co]):
     _kind: str = COROUTINE  # stored on the instance only for the other kinds
     # Where fork() was called, kept in asyncio's debug mode only (asyncio's own name for it).
     _source_traceback: traceback.StackSummary | None = None
+    # Thread-bound state captured at fork() by the active carriers (asyncfork._carriers).
+    _carried: tuple[tuple[Any, Any], ...] | None = None
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         raise TypeError("asyncfork.Future has no public constructor; use af.fork(func, ...)")
@@ -189,6 +195,7 @@ class Future(Node, Generic[T_co]):
         name: object,
         parent: Future[Any] | None,
         scope: Node | None,
+        site: tuple[CodeType, int] | None = None,
     ) -> Future[Any]:
         self: Future[Any] = object.__new__(cls)
         self._loop = loop
@@ -203,6 +210,7 @@ class Future(Node, Generic[T_co]):
         self._created = _monotonic()
         self._task = None
         self._started = False
+        self._site = site
         return self
 
     # -- public, read-only facts ------------------------------------------------

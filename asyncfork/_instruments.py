@@ -61,6 +61,14 @@ class Instrument:
         that error, in the forking thread: the fork never runs and ``fut`` stays pending.
         """
 
+    def fork_ran_remotely(self, fut: Future[Any], worker: str, start: float, stop: float) -> None:
+        """``fut``'s call ran on a Dask cluster (``asyncfork.dask``): on the worker at address
+        ``worker``, from ``start`` to ``stop`` (``time.time()`` there; the worker's clock).
+
+        Called on the fork's loop thread as the outcome arrives, before :meth:`fork_finished`;
+        not when no outcome came back (a call cancelled before it returned, a lost worker).
+        """
+
     def wait_began(self, fut: Future[Any]) -> None:
         """Code starts waiting on the unfinished ``fut`` (``await``, ``wait``, ``result``).
 

@@ -6,9 +6,11 @@
 from __future__ import annotations
 
 import inspect
+import os
 import re
 from asyncio import CancelledError
-from typing import Any
+from types import CodeType
+from typing import Any, cast
 
 from ._errors import FORK_OPTIONS
 from ._future import EXECUTOR, FINISHED, PENDING, Future
@@ -35,18 +37,19 @@ def finish(fut: Future[Any], value: Any, exc: BaseException | None) -> None:
     if errors:
         if exc is not None and not cancelled:
             errors.insert(0, exc)
-        fut._set_exception(
-            BaseExceptionGroup(
-                f"fork {fut.name!r} ended with failures of its children that nobody retrieved "
-                "(await a child's Future, or call its .result() or .exception(), to handle "
-                "its failure yourself)",
-                errors,
-            )
+        group = BaseExceptionGroup(
+            f"fork {fut.name!r} ended with failures of its children that nobody retrieved "
+            "(await a child's Future, or call its .result() or .exception(), to handle "
+            "its failure yourself)",
+            errors,
         )
+        note_site(fut, group)
+        fut._set_exception(group)
     elif cancelled:
         if fut._timed_out:
             timeout_error = TimeoutError(f"fork {fut.name!r} timed out after {fut._timeout}s")
             timeout_error.__cause__ = exc
+            note_site(fut, timeout_error)
             fut._set_exception(timeout_error)
         else:
             fut._set_cancelled()
@@ -55,9 +58,64 @@ def finish(fut: Future[Any], value: Any, exc: BaseException | None) -> None:
             _note_fork_option(fut, exc)
         elif type(exc) is RuntimeError:
             _note_other_loop(fut, exc)
+        note_site(fut, exc)
         fut._set_exception(exc)
     else:
         fut._set_result(value)
+
+
+def note_site(fut: Future[Any], exc: BaseException) -> None:
+    """Add the note naming the fork that fails with ``exc`` and where it was forked.
+
+    Called once per fork, as it fails, so an error passing up through nested forks
+    (``await child`` re-raising in its parent) gathers one note per level, the failing
+    fork's first; waiting for it again adds nothing. A level identical to the one below
+    it (recursion, or siblings sharing one exception) is counted, not repeated, as the
+    traceback counts a repeated line. An exception object raised again and again (a
+    module-level instance) stops taking notes past ``_MOST_NOTES``, so it cannot grow
+    for the life of the program.
+    """
+    site = fut._site
+    if site is None:
+        return
+    code, offset = site
+    filename = code.co_filename
+    if filename.startswith(_PACKAGE):
+        return  # made by asyncfork itself (af.run's root): the caller's traceback shows it
+    note = f"in fork {fut.name!r} (forked at {filename}:{_line_of(code, offset)} in {code.co_name})"
+    try:
+        notes = cast("list[object] | None", getattr(exc, "__notes__", None))
+        if type(notes) is list and notes:
+            last = notes[-1]
+            if last == note:
+                notes.append(_REPEATED.format(1, ""))
+                return
+            repeated = _REPEATED_COUNT.fullmatch(last) if type(last) is str else None
+            if repeated is not None and len(notes) > 1 and notes[-2] == note:
+                notes[-1] = _REPEATED.format(int(repeated.group(1)) + 1, "s")
+                return
+            if len(notes) >= _MOST_NOTES:  # one exception object raised by fork after fork
+                if last != _LEFT_OUT:
+                    notes.append(_LEFT_OUT)
+                return
+        exc.add_note(note)
+    except Exception:  # __notes__ replaced by something that is not a list: leave it
+        pass
+
+
+_PACKAGE = os.path.dirname(__file__) + os.sep
+_REPEATED = "[previous fork note repeated {} more time{}]"
+_REPEATED_COUNT = re.compile(r"\[previous fork note repeated (\d+) more times?\]")
+_MOST_NOTES = 64
+_LEFT_OUT = "[further fork notes left out: this exception object has failed many forks]"
+
+
+def _line_of(code: CodeType, offset: int) -> int:
+    """The source line of the instruction at ``offset`` in ``code``."""
+    for start, end, line in code.co_lines():
+        if start <= offset < end and line is not None:
+            return line
+    return code.co_firstlineno
 
 
 # asyncio's words for an object used on a loop other than the one it is bound to.

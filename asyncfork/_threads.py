@@ -20,7 +20,7 @@ from collections.abc import Callable
 from contextvars import Context
 from typing import TYPE_CHECKING, Any
 
-from . import _instruments
+from . import _carriers, _instruments
 from ._instruments import HOOKS
 
 if TYPE_CHECKING:
@@ -125,7 +125,15 @@ class WorkItem:
                 self.context.run(
                     _instruments.call, "fork_started", self.future, threading.current_thread().name
                 )
-            value = self.context.run(self.func, *self.args, **self.kwargs)
+            carried = self.future._carried
+            if carried is None:
+                value = self.context.run(self.func, *self.args, **self.kwargs)
+            else:  # thread-bound state from fork(); this thread's own is restored after
+                entered = _carriers.enter(carried)
+                try:
+                    value = self.context.run(self.func, *self.args, **self.kwargs)
+                finally:
+                    _carriers.exit_(entered)
         except StopIteration as exc:
             error = RuntimeError(f"fork {self.future.name!r} raised StopIteration")
             error.__cause__ = exc
@@ -159,6 +167,9 @@ class _Local(threading.local):
     pool: Pool | None = None  # set on asyncfork's worker threads
     helping = 0  # how many queued forks this thread runs inline, nested
     helped_cpu = 0.0  # CPU seconds of the forks it ran inline (read only by instruments)
+    # A slot this thread lends while it blocks, if it is another pool's (a Dask task's
+    # thread running its fork: asyncfork.dask), with lend_slot() and reclaim_slot().
+    lender: Any = None
 
 
 _local = _Local()

@@ -11,6 +11,14 @@ from typing import Any
 import uvloop
 
 LOOP_KINDS = ("asyncio", "uvloop")
+
+# The Dask rows the report checks by name (dask_cases.py measures them).
+D1_REF = "dask client.submit xn, then client.gather"
+D1_ROW = "asyncfork fork xn in `with use(client)`, then wait(list)"
+D2_REF = "dask client.submit(f).result()"
+D2_ROW = "asyncfork wait(fork(f)) in `with use(client)`"
+D3_REF = "asyncfork fork in threads, then wait(list)"
+D3_ROW = "asyncfork fork on the cluster (`with use(client)`), then wait(list)"
 HAS_EAGER = sys.version_info >= (3, 12)
 NO_EAGER = "needs Python 3.12+ (asyncio.eager_task_factory)"
 
@@ -75,6 +83,11 @@ class Config:
     big_samples: int
     s8_min_forks: int  # a time sample of a small group repeats it to at least this many forks
     s8_memory_max: int  # the traced memory pass runs for sizes up to this
+    d1_n: int  # Dask: forks per throughput sample
+    d2_n: int  # Dask: round trips per sample
+    d3_calls: int  # Dask: CPU-bound calls in the fan-out
+    d3_seconds: float  # Dask: each call's length (sized on the machine)
+    dask_samples: int | None  # Dask: samples per row (None: the run's repeats)
 
 
 QUICK = Config(
@@ -93,6 +106,11 @@ QUICK = Config(
     big_samples=1,
     s8_min_forks=2_000,
     s8_memory_max=10_000,
+    d1_n=50,
+    d2_n=6,
+    d3_calls=4,
+    d3_seconds=0.04,
+    dask_samples=3,
 )
 FULL = Config(
     quick=False,
@@ -110,4 +128,9 @@ FULL = Config(
     big_samples=3,
     s8_min_forks=20_000,
     s8_memory_max=1_000_000,
+    d1_n=1_000,
+    d2_n=100,
+    d3_calls=8,
+    d3_seconds=0.1,
+    dask_samples=None,
 )

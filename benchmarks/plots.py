@@ -22,7 +22,11 @@ def _bars(scenario: str, results: list[dict[str, Any]], title: str, path: Path) 
                 names.append(row["name"])
     fig, ax = plt.subplots(figsize=(11, 0.45 * len(names) * max(1, len(cols) / 2) + 1.6))
     h = 0.8 / len(cols)
-    scale, unit = (1, "bytes per fork") if scenario == "s7" else (1e6, "µs per operation")
+    scale, unit = (1e6, "µs per operation")
+    if scenario == "s7":
+        scale, unit = (1, "bytes per fork")
+    elif scenario == "d3":
+        scale, unit = (1e3, "ms per fan-out")
     for j, r in enumerate(cols):
         vals = []
         for name in names:

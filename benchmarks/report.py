@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from ._common import FULL, LOOP_KINDS, QUICK, Config
+from ._common import D1_REF, D1_ROW, D2_REF, D2_ROW, FULL, LOOP_KINDS, QUICK, Config
 
 Result = dict[str, Any]
 
@@ -27,6 +27,10 @@ def titles(cfg: Config) -> dict[str, str]:
         "s7": f"7. memory per pending fork ({cfg.s7_n:,} blocked on an event) — traced bytes "
         "per fork",
         "s8": "8. scaling: n no-op forks in one group",
+        "d1": f"D1. Dask: {cfg.d1_n:,} no-op forks, then wait all (throughput) — µs per fork",
+        "d2": "D2. Dask: fork + wait one no-op, repeated (round trip) — µs per round trip",
+        "d3": f"D3. Dask: {cfg.d3_calls} CPU-bound pure-Python calls of ~"
+        f"{cfg.d3_seconds * 1e3:.0f} ms at once — ms per fan-out",
     }
 
 
@@ -106,6 +110,24 @@ TARGETS = (
         ref_name="asyncio TaskGroup (eager task factory)",
     ),
     Target("s7", "memory per pending fork", "a pending asyncio Task", _both(1.35), False),
+    Target(
+        "d1",
+        "Dask: n forks, then wait all",
+        "client.submit xn, then client.gather",
+        _both(1.1),
+        False,
+        row_name=D1_ROW,
+        ref_name=D1_REF,
+    ),
+    Target(
+        "d2",
+        "Dask: fork + wait one",
+        "client.submit(f).result()",
+        _both(1.1),
+        False,
+        row_name=D2_ROW,
+        ref_name=D2_REF,
+    ),
 )
 # Scenario 8: asyncfork's group ÷ asyncio.TaskGroup, per fork, at the largest n (10⁶ in a
 # full run); and the traced memory still held after it, against TaskGroup's.
@@ -225,6 +247,26 @@ def scenario_table(scenario: str, results: list[Result]) -> list[str]:
     return lines
 
 
+def speedup_table(results: list[Result]) -> list[str]:
+    """Scenario D3: each row's time per fan-out, and its speed-up over the threads row
+    (the reference) taken in the same run: the reference's median over the row's."""
+    lines = [
+        "| loop | implementation | ms per fan-out | speed-up over threads |",
+        "|---|---|---|---|",
+    ]
+    for r in _columns(results):
+        ref = ref_value(r)
+        for row in r["rows"]:
+            name = f"{row['name']} *(reference)*" if row["ref"] else row["name"]
+            if row["error"] or row["median"] is None:
+                lines.append(f"| {r['loop']} | {name} | **ERROR** | |")
+                continue
+            speedup = f"{ref / row['median']:.2f}×" if ref else "—"
+            lines.append(f"| {r['loop']} | {name} | {row['median'] * 1e3:,.1f} | {speedup} |")
+    lines.append("")
+    return lines
+
+
 def _s8_rows(result: Result) -> dict[str, dict[int, dict[str, Any]]]:
     by: dict[str, dict[int, dict[str, Any]]] = {}
     for row in result["rows"]:
@@ -293,6 +335,8 @@ def target_table(data: Result) -> list[str]:
         "|---|---|---|" + "---|" * len(LOOPS) + "---|",
     ]
     for t in TARGETS:
+        if t.scenario not in by:  # not run (--only): nothing to check
+            continue
         cells = []
         ok = True
         na = ""
@@ -440,6 +484,26 @@ def markdown(data: Result) -> str:
             lines += [f"## {t[scenario]}", "", *scenario_table(scenario, by[scenario])]
     if "s8" in by:
         lines += [f"## {t['s8']}", "", *scaling_table(by["s8"])]
+    if any(d in by for d in ("d1", "d2", "d3")):
+        lines += [
+            "## Dask",
+            "",
+            "One LocalCluster for the whole run (2 worker processes of 1 thread, 127.0.0.1, "
+            "from `asyncfork.dask.local_cluster`), started outside the timings; every "
+            "submission impure (`pure=False`); unpinned. D1 and D2 are measured with "
+            "asyncfork's loops of both kinds; "
+            + (
+                f"{cfg.dask_samples} samples per row."
+                if cfg.dask_samples
+                else f"{cfg.repeats} samples per row."
+            ),
+            "",
+        ]
+    for scenario in ("d1", "d2"):
+        if scenario in by:
+            lines += [f"## {t[scenario]}", "", *scenario_table(scenario, by[scenario])]
+    if "d3" in by:
+        lines += [f"## {t['d3']}", "", *speedup_table(by["d3"])]
     if data["failures"]:
         lines += ["## Failures", "", *[f"- {f}" for f in data["failures"]], ""]
     return "\n".join(lines)

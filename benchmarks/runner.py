@@ -2,8 +2,10 @@
 
 Each (scenario, loop kind, pinned?) runs in its own subprocess (``benchmarks.worker``),
 one after the other, so scenarios do not share state and a crash or hang in one is
-reported without losing the others. Exit status: 0 when every row ran, 1 when any
-scenario crashed or a row raised, 2 when a peer package is missing.
+reported without losing the others. The Dask scenarios share one subprocess, so that
+one cluster serves them all; it is never pinned (its workers are other processes).
+Exit status: 0 when every row ran, 1 when any scenario crashed or a row raised, 2
+when a peer package is missing.
 """
 
 from __future__ import annotations
@@ -23,11 +25,12 @@ from typing import Any
 
 from . import report
 
-PEERS = ("uvloop", "anyio", "trio", "unsync", "asyncer", "asgiref", "matplotlib")
+PEERS = ("uvloop", "anyio", "trio", "unsync", "asyncer", "asgiref", "matplotlib", "distributed")
 ASYNC_SCENARIOS = ("s1", "s2", "s3")
 THREAD_SCENARIOS = ("s4", "s5", "s6a", "s6b")
 MEMORY_SCENARIOS = ("s7", "s8")
-ALL = ASYNC_SCENARIOS + THREAD_SCENARIOS + MEMORY_SCENARIOS
+DASK_SCENARIOS = ("d1", "d2", "d3")
+ALL = ASYNC_SCENARIOS + THREAD_SCENARIOS + MEMORY_SCENARIOS + DASK_SCENARIOS
 LOOPS = ("asyncio", "uvloop")
 
 
@@ -83,12 +86,15 @@ def jobs(
     """(scenarios, loop, pinned CPU) per worker process.
 
     Full mode: one process per scenario, for isolation. Quick mode: one process per
-    loop kind and pinning, to keep interpreter start-ups out of the minute.
+    loop kind and pinning, to keep interpreter start-ups out of the minute. The Dask
+    scenarios: one process for all of them, unpinned, measuring every loop kind
+    (loop "all"), so that they share one cluster.
     """
     out: list[tuple[tuple[str, ...], str, int | None]] = []
+    local = tuple(s for s in scenarios if s not in DASK_SCENARIOS)
     for loop in LOOPS:
         for pin in (pin_cpu, None):
-            group = tuple(s for s in scenarios if pin is None or s in THREAD_SCENARIOS)
+            group = tuple(s for s in local if pin is None or s in THREAD_SCENARIOS)
             if not group:
                 continue
             if quick:
@@ -97,6 +103,9 @@ def jobs(
                 out += [((s,), loop, pin) for s in group]
     if not quick:  # scenario by scenario, the loop kinds and pinnings next to each other
         out.sort(key=lambda j: ALL.index(j[0][0]))
+    dask = tuple(s for s in scenarios if s in DASK_SCENARIOS)
+    if dask:
+        out.append((dask, "all", None))
     return out
 
 
@@ -135,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         for i, (group, loop, pin) in enumerate(jobs(scenarios, pin_cpu, args.quick)):
-            label = f"{','.join(group)} {loop} {'pinned' if pin is not None else 'unpinned'}"
+            loops = "every loop, one cluster" if loop == "all" else loop
+            label = f"{','.join(group)} {loops} {'pinned' if pin is not None else 'unpinned'}"
             out_file = Path(tmp) / f"{i}.json"
             cmd = [sys.executable, "-m", "benchmarks.worker", "--scenarios", ",".join(group)]
             cmd += ["--loop", loop, "--out", str(out_file)]

@@ -2,6 +2,9 @@
 
 ``python -m benchmarks.worker --scenarios s4,s5 --loop uvloop --pin 0 [--quick] --out f.json``
 
+The Dask scenarios run with ``--loop all``: one process (so one cluster) measures
+each of them with asyncfork's loops of every kind it lists (``dask_cases.LOOPS``).
+
 The CPU affinity is set first, before any module that might start a thread is
 imported, so every thread of the process (loops, workers, peers' pools) inherits it.
 Exit status 1 if any row (or a whole scenario) raised; the error is in the JSON and
@@ -96,7 +99,7 @@ def run_scenario(scenario: str, loop: str, cfg: Any, builder: Any) -> dict[str, 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--scenarios", required=True, help="comma-separated, e.g. s1,s2")
-    p.add_argument("--loop", required=True, choices=["asyncio", "uvloop"])
+    p.add_argument("--loop", required=True, choices=["asyncio", "uvloop", "all"])
     p.add_argument("--pin", type=int, default=None, help="CPU to pin the whole process to")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--out", required=True)
@@ -128,14 +131,22 @@ def main(argv: list[str] | None = None) -> int:
         "s7": memory_cases.s7,
         "s8": memory_cases.s8,
     }
+    scenarios = args.scenarios.split(",")
+    if args.loop == "all":  # the Dask scenarios: loaded only here (distributed starts threads)
+        from . import dask_cases
+
+        builders.update(d1=dask_cases.d1, d2=dask_cases.d2, d3=dask_cases.d3)
+        plan = [(sc, kind) for sc in scenarios for kind in dask_cases.LOOPS[sc]]
+    else:
+        plan = [(sc, args.loop) for sc in scenarios]
     cfg = QUICK if args.quick else FULL
     out: list[dict[str, Any]] = []
     failed = False
-    for scenario in args.scenarios.split(","):
+    for scenario, loop in plan:
         try:
-            res = run_scenario(scenario, args.loop, cfg, builders[scenario])
+            res = run_scenario(scenario, loop, cfg, builders[scenario])
         except Exception:
-            print(f"[{scenario}/{args.loop}] crashed\n{traceback.format_exc()}", file=sys.stderr)
+            print(f"[{scenario}/{loop}] crashed\n{traceback.format_exc()}", file=sys.stderr)
             failed = True
             continue
         res["pinned"] = args.pin is not None
@@ -146,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.out, "w") as f:  # after each scenario: a later hang loses no results
             json.dump(out, f)
     close_runners()
+    if args.loop == "all":
+        dask_cases.close()
     return 1 if failed else 0
 
 

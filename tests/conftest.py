@@ -35,6 +35,9 @@ from typing import Any
 
 import pytest
 
+# The real Dask cluster of tests/test_dask*.py, per session.
+from dask_fixtures import dask_client  # noqa: F401
+
 _ON_WINDOWS = sys.platform == "win32"
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks.report import ratio_spread, target_table
+from benchmarks import runner
+from benchmarks._common import D1_REF, D1_ROW, D2_REF, D2_ROW, D3_REF, D3_ROW
+from benchmarks.report import LOOPS, ratio_spread, speedup_table, target_table
 
 
 def test_ratio_spread_pairs_the_samples_taken_together() -> None:
@@ -76,3 +78,68 @@ def test_eager_targets_on_python_311_say_not_applicable() -> None:
     ]
     line = _eager_target_line(results)
     assert "| n/a | n/a | n/a: needs Python 3.12+ |" in line
+
+
+def _dask(scenario: str, loop: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"scenario": scenario, "loop": loop, "pinned": False, "rows": rows}
+
+
+def _target_line(results: list[dict[str, Any]], what: str) -> str:
+    lines = target_table({"results": results, "mode": "quick"})
+    return next(line for line in lines if line.startswith(f"| {what} |"))
+
+
+def test_dask_targets_compare_the_rows_by_name() -> None:
+    """The Dask targets divide the use(client) row by the raw client row of the same loop;
+    the other asyncfork row and client.map do not count."""
+    results = [
+        _dask(
+            "d1",
+            loop,
+            [
+                _row(D1_REF, 1.0e-3),
+                _row("dask client.map(f, range(n)), then client.gather", 0.5e-3),
+                _row(D1_ROW, ratio * 1.0e-3),
+                _row("asyncfork fork.options(executor=client) xn, then wait(list)", 9e-3),
+            ],
+        )
+        for loop, ratio in (("asyncio", 1.05), ("uvloop", 1.2))
+    ]
+    line = _target_line(results, "Dask: n forks, then wait all")
+    assert "| ≤ 1.1 | 1.05 [1.05–1.05] | **1.20** [1.20–1.20] | **no** |" in line
+    d2 = [_dask("d2", loop, [_row(D2_REF, 0.01), _row(D2_ROW, 0.0105)]) for loop in LOOPS]
+    assert "| 1.05 [1.05–1.05] | 1.05 [1.05–1.05] | yes |" in _target_line(
+        d2, "Dask: fork + wait one"
+    )
+
+
+def test_dask_speedup_is_the_threads_time_over_each_rows() -> None:
+    """D3's table: ms per fan-out, and the threads row's median over each row's."""
+    rows = [
+        _row(D3_REF, 0.8, ref=True),
+        _row("sequential, one call after another", 0.78),
+        _row(D3_ROW, 0.42),
+    ]
+    table = speedup_table([_dask("d3", "uvloop", rows)])
+    assert f"| uvloop | {D3_REF} *(reference)* | 800.0 | 1.00× |" in table
+    assert "| uvloop | sequential, one call after another | 780.0 | 1.03× |" in table
+    assert f"| uvloop | {D3_ROW} | 420.0 | 1.90× |" in table
+
+
+def test_the_dask_scenarios_share_one_unpinned_process() -> None:
+    """--only picks them; they run in one worker process (one cluster), never pinned,
+    after the others, in quick and full mode alike."""
+    for quick in (True, False):
+        jobs = runner.jobs(("s1", "d1", "d3"), 0, quick)
+        assert jobs[-1] == (("d1", "d3"), "all", None)
+        assert all("d1" not in group and "d3" not in group for group, _, _ in jobs[:-1])
+    assert runner.jobs(("d2",), 0, True) == [(("d2",), "all", None)]
+    assert set(runner.DASK_SCENARIOS) <= set(runner.ALL)
+
+
+def test_targets_of_scenarios_not_run_are_left_out() -> None:
+    """A run of some scenarios (--only) checks only their targets: no row of "—" misses."""
+    results = [_dask("d2", loop, [_row(D2_REF, 0.01), _row(D2_ROW, 0.01)]) for loop in LOOPS]
+    rows = [line for line in target_table({"results": results, "mode": "quick"}) if line]
+    assert len(rows) == 3  # the header, its rule, and the one target of d2
+    assert rows[2].startswith("| Dask: fork + wait one |")

@@ -1,4 +1,5 @@
-"""`python -m asyncfork demo` runs the three uses and reports honest timings."""
+"""`python -m asyncfork demo` runs the three uses and reports honest timings; its fifth part
+runs a CPU-bound fan-out sequentially, in threads and on an embedded Dask cluster."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,3 +34,50 @@ def test_demo_runs_and_reports_each_use() -> None:
     for wall, sequential in figures:
         # Concurrency, not a timing target: forked work overlaps, sequential work would not.
         assert float(wall) < float(sequential)
+    check_scale_out(out, cluster=True)
+
+
+def check_scale_out(out: str, *, cluster: bool) -> None:
+    """Part 5 printed its timings, and each speed-up is the sequential time over that way's
+    (what was measured: no figure is asserted, the machine may be busy)."""
+    assert "5. scale-out: 8 CPU-bound pure-Python calls (sized to about" in out
+    found = re.search(r"sequentially\s+([\d.]+) s\s+\((\d+) ms a call\)\n", out)
+    assert found is not None, out
+    sequential = float(found[1])
+    assert int(found[2]) == pytest.approx(sequential / 8 * 1000, abs=1)
+    ways = re.findall(
+        r"  (threads \(af.fork\)|Dask LocalCluster)\s+([\d.]+) s\s+speed-up ([\d.]+)x", out
+    )
+    assert [way for way, _, _ in ways] == (
+        ["threads (af.fork)", "Dask LocalCluster"] if cluster else ["threads (af.fork)"]
+    )
+    for _, seconds, speedup in ways:
+        assert float(seconds) > 0
+        assert float(speedup) == pytest.approx(sequential / float(seconds), rel=0.02, abs=0.01)
+    if cluster:
+        assert re.search(r"cluster's \d+ worker processes has its own, on \d+ CPUs", out)
+        assert re.search(r"The cluster started in [\d.]+ s, not counted", out)
+    else:
+        assert "Dask cluster: skipped, it needs Dask: pip install 'asyncfork[dask]'" in out
+
+
+def test_demo_without_dask_skips_the_cluster_and_says_what_to_install() -> None:
+    """Without distributed, part 5 times the other two ways and says how to get the third."""
+    code = (
+        "import sys\n"
+        "sys.modules['distributed'] = None  # as if it were not installed\n"
+        "from asyncfork import _demo\n"
+        "_demo.CPU_SECONDS = 0.01\n"
+        "_demo._scale_out()\n"
+        "assert 'asyncfork.dask' not in sys.modules\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-W", "error", "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    check_scale_out(result.stdout, cluster=False)

@@ -563,3 +563,84 @@ def test_lanes_never_overlap_in_html_and_nest_in_chrome() -> None:
                 assert disjoint or nested, (a, b)
     assert slices[8]["tid"] == slices[3]["tid"]  # d (0.1-0.35) inside b (0.031-0.4)
     assert slices[4]["tid"] != slices[2]["tid"]  # open outlives its parent
+
+
+# -- forks run on remote workers (a Dask cluster) ------------------------------------------
+
+REMOTE_WORKERS = ("tcp://127.0.0.1:40001", "tcp://127.0.0.1:40002")
+
+
+def remote_sample_trace() -> af.Trace:
+    """main, on the loop, forks three calls run remotely: two on the first worker, one after
+    the other, and one on the second."""
+    w1, w2 = REMOTE_WORKERS
+    t = af.Trace()
+    # id, name, worker, created, finished, the run on the worker (start, stop)
+    for i, name, worker, created, finished, run in [
+        (1, "main", None, 0.0, 1.0, None),
+        (2, "a", w1, 0.1, 0.5, (0.15, 0.45)),
+        (3, "b", w1, 0.5, 0.9, (0.55, 0.85)),
+        (4, "c", w2, 0.1, 0.6, (0.12, 0.55)),
+    ]:
+        kind, thread = ("coroutine", MAIN) if worker is None else ("executor", "Client")
+        parent = None if i == 1 else 1
+        r = ForkRecord(i, parent, None, name, kind, LOOP, created, thread, created, finished)
+        r.outcome, r.worker = "value", worker
+        if run is not None:
+            r.remote_start, r.remote_stop = run
+        r.busy = 0.01 if run is None else run[1] - run[0]
+        t.forks.append(r)
+    t.duration = 1.0
+    return t
+
+
+def test_remote_forks_are_drawn_on_their_workers_tracks(browser: Any, tmp_path: Path) -> None:
+    """One track per worker, labelled with its address; each remote fork's bar is its run
+    there, in the remote colour, on its worker's track; hovering it names the worker."""
+    trace = remote_sample_trace()
+    path = tmp_path / "remote.html"
+    assert trace.to_html(path) is True
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    try:
+        page.goto(path.as_uri(), wait_until="load", timeout=10_000)
+        labels = page.eval_on_selector_all(
+            ".track-name",
+            "ts => ts.map(t => [t.textContent, t.getBBox().y, t.nextSibling.textContent])",
+        )
+        assert [(name, sub) for name, _, sub in labels] == [
+            (MAIN, f"{LOOP} · 1 fork"),
+            (REMOTE_WORKERS[1], "remote worker · 1 fork"),
+            (REMOTE_WORKERS[0], "remote worker · 2 forks"),
+        ]
+        tops = [y for _, y, _ in labels]
+        # Each bar lies in its track's band: below its label's top, above the next one's.
+        track_of = {"main": 0, "a": 2, "b": 2, "c": 1}
+        for record in trace.forks:
+            selector = f'.bar[data-id="{record.id}"]'
+            box = page.eval_on_selector(selector, "b => { const r = b.getBBox(); return r.y; }")
+            index = track_of[record.name]
+            assert tops[index] - 15 <= box, record.name
+            if index + 1 < len(tops):
+                assert box < tops[index + 1] - 15, record.name
+            cls = page.get_attribute(selector, "class") or ""
+            assert ("remote" in cls.split()) == (record.worker is not None), cls
+        fills = page.eval_on_selector_all(
+            ".bar", "bs => bs.map(b => [b.dataset.id, getComputedStyle(b).fill])"
+        )
+        assert {int(i): fill for i, fill in fills}[2] == "rgb(242, 142, 43)"
+        swatch = "e => getComputedStyle(e).backgroundColor"
+        assert page.eval_on_selector('.tree .node[data-id="2"] .sw', swatch) == "rgb(242, 142, 43)"
+        assert REMOTE_WORKERS[0] in page.inner_text('.tree .node[data-id="2"]')
+        # a and b ran one after the other on worker 1: one lane, a's bar left of b's.
+        a, b = bar_boxes(page)[2], bar_boxes(page)[3]
+        assert a[0] + a[1] <= b[0] + 0.5
+        page.hover('.bar[data-id="3"]', timeout=5_000)
+        tip = page.inner_text("#tip")
+        assert REMOTE_WORKERS[0] in tip
+        assert "its run on the worker" in tip
+        assert errors == []
+    finally:
+        page.close()

@@ -19,8 +19,9 @@ Time view.
 
 Work view (Cilk's).
 
-- *busy*: a fork's recorded busy time (coroutine steps, a sync fork's CPU time);
-  a fork whose busy time is unknown (an Executor's) counts 0.
+- *busy*: a fork's recorded busy time (coroutine steps, a sync fork's CPU time, a
+  remote fork's run on its worker, start to stop); a fork whose busy time is
+  unknown (an Executor's) counts 0.
 - *work*: the sum of busy times.
 - *span*: ``span(F) = busy(F) + max(span(D) for D that F depends on, default 0)``,
   and the trace's span is the largest ``span(F)``: the longest chain of busy time
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
     from .recorder import ForkRecord, Trace, WaitRecord
 
 _TOP = 5  # rows shown in the "most busy" and "longest waits" tables
+_NO_WORKERS: Mapping[str, int] = {}
 
 
 @attrs.frozen
@@ -94,6 +96,8 @@ class TraceSummary:
     busy_path: tuple[ForkStat, ...]  # critical path by busy time; seconds = busy
     top_busy: tuple[ForkStat, ...]
     longest_waits: tuple[WaitStat, ...]
+    # Remote worker's address -> the forks that ran there (empty: nothing ran remotely).
+    by_worker: Mapping[str, int] = attrs.field(factory=lambda: _NO_WORKERS)
 
     def text(self) -> str:
         """The summary as the lines ``Trace.summary()`` prints."""
@@ -102,6 +106,7 @@ class TraceSummary:
             f"asyncfork trace: {self.forks} forks" + (f" ({kinds})" if kinds else ""),
             f"  unfinished:    {self.unfinished}",
             f"  waits:         {self.waits}",
+            *self._remote_lines(),
             "time view",
             f"  wall time:     {_ms(self.wall)}",
             f"  concurrency:   {self.concurrency:.2f} (fork lifetimes / wall time)",
@@ -126,6 +131,16 @@ class TraceSummary:
                     f"  {_ms(w.seconds):>12}  {waiter} on #{w.awaited} {w.awaited_name}{note}"
                 )
         return "\n".join(lines)
+
+    def _remote_lines(self) -> list[str]:
+        if not self.by_worker:
+            return []
+        runs = sum(self.by_worker.values())
+        workers = len(self.by_worker)
+        return [
+            f"  remote:        {runs} fork{'s' if runs != 1 else ''} on {workers} "
+            f"worker{'s' if workers != 1 else ''}"
+        ]
 
 
 def _ms(seconds: float) -> str:
@@ -154,8 +169,11 @@ def summarize(trace: Trace) -> TraceSummary:
     wall = trace_end(trace)
 
     by_kind: dict[str, int] = {}
+    by_worker: dict[str, int] = {}
     for r in forks:
         by_kind[r.kind] = by_kind.get(r.kind, 0) + 1
+        if r.worker is not None:
+            by_worker[r.worker] = by_worker.get(r.worker, 0) + 1
 
     def end_of(r: ForkRecord) -> float:
         return life_span(r, wall)[1]
@@ -221,6 +239,7 @@ def summarize(trace: Trace) -> TraceSummary:
             )
             for w in longest
         ),
+        by_worker=by_worker,
     )
 
 

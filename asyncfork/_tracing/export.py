@@ -3,8 +3,10 @@
 The JSON follows the Trace Event Format (Perfetto, chrome://tracing): one complete
 event (``"ph": "X"``) per fork, from its start (its creation if it never started)
 to its end (the trace's end if it never finished), on the track of the thread
-that ran it; flow events link a fork to each child it forked and a finished
-Future to each fork that waited on it.
+that ran it; a fork run on a remote worker is its run there, on one track per
+worker (``args.worker`` names it, ``args.submitted_ms`` is when it was sent). Flow
+events link a fork to each child it forked and a finished Future to each fork that
+waited on it.
 
 A thread track only shows slices that nest, while a loop runs many forks that
 overlap. So each track (a thread, and for coroutines its loop) gets as many
@@ -69,6 +71,7 @@ def chrome_events(trace: Trace) -> list[dict[str, Any]]:
 
     for r in forks:
         start, end = span(r)
+        remote = {} if r.worker is None else _remote_args(r)
         events.append(
             {
                 "name": r.name,
@@ -89,6 +92,7 @@ def chrome_events(trace: Trace) -> list[dict[str, Any]]:
                     "busy_ms": r.busy * 1e3,
                     "steps": r.steps,
                     "created_ms": r.created * 1e3,
+                    **remote,
                 },
             }
         )
@@ -113,6 +117,11 @@ def chrome_events(trace: Trace) -> list[dict[str, Any]]:
         target = (min(max(w.end, w_start), w_end), tid_of(waiter.id))
         events += _flow("wait", next(flow_ids), source, target)
     return events
+
+
+def _remote_args(r: ForkRecord) -> dict[str, Any]:
+    submitted = None if r.started is None else r.started * 1e3
+    return {"worker": r.worker, "submitted_ms": submitted}
 
 
 def _label(track: Track) -> str:

@@ -22,7 +22,7 @@ from functools import cache
 from importlib.resources import files
 from typing import TYPE_CHECKING, Any
 
-from .timeline import Bar, lay_out, life_span, run_span, trace_end, track_of, wait_end
+from .timeline import Bar, drawn_span, lay_out, run_span, trace_end, track_of, wait_end
 
 if TYPE_CHECKING:
     from .recorder import ForkRecord, Trace, WaitRecord
@@ -121,7 +121,7 @@ def _timeline_data(forks: list[ForkRecord], waits: list[WaitRecord], end: float)
 
     # A lane holds a fork's queue line and its bar: its whole life. One lane, one row of
     # bars, so nothing nests (no parent given).
-    layout = lay_out(Bar(r.id, track_of(r), *life_span(r, end)) for r in forks)
+    layout = lay_out(Bar(r.id, track_of(r), *drawn_span(r, end)) for r in forks)
     counts = [0] * len(layout.tracks)
     rows: list[dict[str, Any]] = []
     for record in sorted(forks, key=lambda r: r.id):
@@ -147,6 +147,7 @@ def _timeline_data(forks: list[ForkRecord], waits: list[WaitRecord], end: float)
                 "cls": _outcome_class(record.outcome),
                 "busy": record.busy,
                 "steps": record.steps,
+                "worker": record.worker,  # set for a fork run on a remote worker
                 "waits": count,
                 "waited": time_waited,
                 "track": track,
@@ -186,9 +187,12 @@ def _tree_label(record: ForkRecord, end: float) -> str:
         lifetime = _fmt(stop - start)
     outcome = record.outcome if record.outcome is not None else "unfinished"
     group = f" · group {record.group}" if record.group is not None else ""
-    meta = f"#{record.id} · {record.kind}{group} · {lifetime} · {outcome}"
+    worker = f" · on {record.worker}" if record.worker is not None else ""
+    remote = " remote" if record.worker is not None else ""
+    meta = f"#{record.id} · {record.kind}{group}{worker} · {lifetime} · {outcome}"
     return (
-        f'<span class="sw kind-{_kind(record)} out-{_outcome_class(record.outcome)}"></span>'
+        f'<span class="sw kind-{_kind(record)}{remote} out-{_outcome_class(record.outcome)}">'
+        "</span>"
         f'<span class="nm">{html.escape(record.name)}</span> '
         f'<span class="meta">{html.escape(meta)}</span>'
     )

@@ -3,7 +3,8 @@
 The recorder is an instrument like any other: ``with af.trace()`` installs it and
 its exit removes it. Every fork made meanwhile gets a :class:`ForkRecord`,
 coroutine forks are timed step by step, sync forks by their thread's CPU time,
-and every wait on an unfinished Future gets a :class:`WaitRecord`.
+forks run on a remote worker (a Dask cluster) by their run there, and every wait
+on an unfinished Future gets a :class:`WaitRecord`.
 """
 
 # The package's modules share each other's private names by design.
@@ -54,8 +55,13 @@ class ForkRecord:
     started: float | None = None
     finished: float | None = None
     outcome: str | None = None  # "value", "cancelled", or the exception's type name
-    busy: float = 0.0  # time its steps ran (coroutine) or its thread's CPU time (sync)
+    busy: float = 0.0  # its steps' time (coroutine), thread CPU time (sync), remote run
     steps: int = 0
+    # A fork that ran on a remote worker: the worker's address, and the run's start and
+    # stop there (the worker's wall clock, turned into seconds since the trace started).
+    worker: str | None = None
+    remote_start: float | None = None
+    remote_stop: float | None = None
 
 
 @attrs.define(eq=False)
@@ -87,6 +93,7 @@ class Trace:
         self.forks: list[ForkRecord] = []
         self.waits: list[WaitRecord] = []
         self.origin = 0.0  # perf_counter() at the start
+        self.wall_origin = 0.0  # time.time() at the same moment: remote runs' times are wall
         self.duration: float | None = None
         self._recorder: _Recorder | None = None
 
@@ -99,6 +106,7 @@ class Trace:
             if active is not None:
                 raise RuntimeError("a trace is already active; traces do not nest")
             self.origin = _clock()
+            self.wall_origin = time.time()
             self.duration = None
             self._recorder = _Recorder(self)
             _instruments.add(self._recorder)
@@ -241,6 +249,18 @@ class _Recorder(Instrument):
             "cancelled" if fut.cancelled() else "value" if exc is None else type(exc).__name__
         )
         record.finished = self.trace.now()
+
+    def fork_ran_remotely(self, fut: Future[Any], worker: str, start: float, stop: float) -> None:
+        record = self.records.get(fut)
+        if record is None:
+            return
+        # Wall-clock times from the worker, on the trace's clock: a remote machine's clock
+        # skew shows as it is. Its run there is its busy time (nothing else is measured).
+        origin = self.trace.wall_origin
+        record.worker = worker
+        record.remote_start = start - origin
+        record.remote_stop = stop - origin
+        record.busy += max(stop - start, 0.0)
 
     def wait_began(self, fut: Future[Any]) -> None:
         record = self.records.get(fut)

@@ -6,9 +6,11 @@ The HTML view, the Chrome trace and the summary all use these, so they agree:
   records put together by hand (never started), the latest time recorded in them.
 - *Open ends*: a fork or a wait that has not finished runs to the trace's end, and
   nothing ends before it starts.
+- *Remote runs*: a fork that ran on a remote worker (a Dask cluster) is drawn as its
+  run there, from its start to its stop on the worker, on that worker's track.
 - *Tracks*: a fork is drawn on the track of the thread that ran it; coroutine forks
   also by loop (one thread may run several loops, one after another); a fork that
-  never started on a "not started" track of its loop.
+  never started on a "not started" track of its loop; a remote fork on its worker's.
 - *Lanes*: in a track, bars are placed in order of start. A bar given its parent goes
   inside the parent's bar, on the parent's lane, when the parent is the innermost bar
   open there and holds it whole (the Chrome trace: a fib tree becomes a flame graph;
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
     from .recorder import ForkRecord, Trace, WaitRecord
 
 NOT_STARTED = "not started"
+REMOTE = "remote worker"  # the second part of a worker's track: (address, REMOTE)
 
 Track = tuple[str, str]  # (thread, loop): loop is "" for sync forks
 
@@ -37,12 +40,16 @@ def trace_end(trace: Trace) -> float:
     if trace.recording:
         return trace.now()
     times = [t for r in trace.forks for t in (r.created, r.started, r.finished) if t is not None]
+    times += [t for r in trace.forks for t in (r.remote_start, r.remote_stop) if t is not None]
     times += [t for w in trace.waits for t in (w.start, w.end) if t is not None]
     return max(times, default=0.0)
 
 
 def run_span(record: ForkRecord, end: float) -> tuple[float, float]:
-    """The span of a fork's run: its start (its creation if it never started) to its finish."""
+    """The span of a fork's run: its start (its creation if it never started) to its finish;
+    for a fork run on a remote worker, its start to its stop there."""
+    if record.remote_start is not None:
+        return record.remote_start, _finish(record.remote_stop, record.remote_start, end)
     start = record.started if record.started is not None else record.created
     return start, _finish(record.finished, start, end)
 
@@ -50,6 +57,13 @@ def run_span(record: ForkRecord, end: float) -> tuple[float, float]:
 def life_span(record: ForkRecord, end: float) -> tuple[float, float]:
     """A fork's lifetime: its creation to its finish (the queue before its start included)."""
     return record.created, _finish(record.finished, record.created, end)
+
+
+def drawn_span(record: ForkRecord, end: float) -> tuple[float, float]:
+    """All a fork's drawing covers: its lifetime and its run (a remote worker's clock may
+    put the run outside the lifetime)."""
+    life, run = life_span(record, end), run_span(record, end)
+    return min(life[0], run[0]), max(life[1], run[1])
 
 
 def wait_end(wait: WaitRecord, end: float) -> float:
@@ -64,6 +78,8 @@ def _finish(finished: float | None, start: float, end: float) -> float:
 
 def track_of(record: ForkRecord) -> Track:
     """The track a fork is drawn on."""
+    if record.worker is not None:
+        return (record.worker, REMOTE)
     if record.thread is None:
         return (NOT_STARTED, record.loop)
     return (record.thread, record.loop if record.kind == "coroutine" else "")

@@ -5,6 +5,8 @@
 const data = JSON.parse(document.getElementById("trace-data").textContent);
 // A fork's bar runs from f.t0 to f.t1 (its run; to the trace's end if unfinished) and its
 // queue line from f.created to f.t0: html.py computes both with the exports' shared rules.
+// A fork run on a remote worker (f.worker set) is drawn as its run there, on the worker's
+// track: its queue line covers its submission, and the worker's clock may skew it.
 const forks = data.forks, tracks = data.tracks;
 const END = data.end > 0 ? data.end : 1e-6;
 const ROW = 18, BAR = 14, LABEL_W = 240, GAP = 8, MIN_W = 2, NS = "http://www.w3.org/2000/svg";
@@ -18,7 +20,7 @@ const zoomLevel = document.getElementById("zoom-level");
 // trace often begins well before its first fork); zooming out reaches [0, END].
 let fitFrom = END, fitTo = 0;
 forks.forEach(function (f) {
-  fitFrom = Math.min(fitFrom, f.created);
+  fitFrom = Math.min(fitFrom, f.created, f.t0);
   fitTo = Math.max(fitTo, f.t1);
 });
 if (!(fitTo > fitFrom)) { fitFrom = 0; fitTo = END; }
@@ -69,8 +71,8 @@ el("line", {class: "track-sep", x1: LABEL_W - 1, x2: LABEL_W - 1, y1: 0, y2: hei
 const items = forks.map(function (f) {
   const y = trackTop[f.track] + f.lane * ROW + GAP / 2 + (ROW - BAR) / 2;
   const q = el("rect", {class: "queue", y: y + BAR / 2 - 2, height: 4}, barLayer);
-  const r = el("rect", {class: "bar kind-" + f.kind + " out-" + f.cls, "data-id": f.id,
-                        y: y, height: BAR, rx: 2}, barLayer);
+  const cls = "bar kind-" + f.kind + (f.worker ? " remote" : "") + " out-" + f.cls;
+  const r = el("rect", {class: cls, "data-id": f.id, y: y, height: BAR, rx: 2}, barLayer);
   const light = f.cls === "cancelled" || f.cls === "unfinished";
   const t = el("text", {class: "lbl" + (light ? " on-light" : ""), y: y + BAR - 3}, barLayer);
   return {f: f, q: q, r: r, t: t, shown: ""};
@@ -238,13 +240,16 @@ function fillTip(f) {
   row(table, "parent", f.parent === null ? "\u2014 (root)" : "#" + f.parent + parentName);
   if (f.group !== null) row(table, "group", f.group);
   row(table, "kind", f.kind);
+  if (f.worker) row(table, "worker", f.worker);
   row(table, "thread", f.thread === null ? "\u2014" : f.thread);
   row(table, "loop", f.loop);
   row(table, "created", fmt(f.created));
-  row(table, "started", fmt(f.started));
+  row(table, "started", fmt(f.started) + (f.worker ? " (submitted)" : ""));
+  if (f.worker) row(table, "on the worker", fmt(f.t0) + " to " + fmt(f.t1));
   row(table, "finished", f.finished === null ? "\u2014 (not recorded)" : fmt(f.finished));
   row(table, "duration", f.finished === null ? "\u2014" : fmt(f.t1 - f.t0));
-  row(table, "busy", fmt(f.busy) + " in " + f.steps + (f.steps === 1 ? " step" : " steps"));
+  if (f.worker) row(table, "busy", fmt(f.busy) + " (its run on the worker)");
+  else row(table, "busy", fmt(f.busy) + " in " + f.steps + (f.steps === 1 ? " step" : " steps"));
   if (f.waits) {
     row(table, "waited", fmt(f.waited) + " in " + f.waits + (f.waits === 1 ? " wait" : " waits"));
   }
