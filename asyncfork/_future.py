@@ -719,6 +719,12 @@ class Future(Node, Generic[T_co]):
         if exc is not None:
             self._exception = exc
             self._tb = exc.__traceback__
+            if self._parent is None and not self._retrieved:
+                # Armed before the state is published: a waiter in another thread that
+                # sees the outcome and retrieves it then always finds it to disarm.
+                self._never_retrieved = _NeverRetrieved(
+                    self.name, exc, self._tb, self._source_traceback
+                )
         self._state = state  # last: other threads read the outcome once they see it
         if HOOKS:
             try:
@@ -734,10 +740,6 @@ class Future(Node, Generic[T_co]):
         scope = self._scope
         if scope is not None:
             scope._child_done(self)
-        if exc is not None and self._parent is None and not self._retrieved:
-            self._never_retrieved = _NeverRetrieved(
-                self.name, exc, self._tb, self._source_traceback
-            )
         callbacks = self._callbacks
         if callbacks is not None:
             self._callbacks = None

@@ -179,11 +179,12 @@ def test_fork_made_runs_in_the_forking_code_context():
 
 
 async def test_fork_finished_gives_the_outcome_without_retrieving_it(caplog):
-    outcomes: list[Any] = []
+    seen: dict[af.Future[Any], Any] = {}
 
     class Outcomes(af.Instrument):
         def fork_finished(self, fut: af.Future[Any], exc: BaseException | None) -> None:
-            outcomes.append("cancelled" if fut.cancelled() else exc)
+            # Instruments are process-wide: keep only this test's forks.
+            seen[fut] = "cancelled" if fut.cancelled() else exc
 
     async def fails() -> None:
         raise ValueError("boom")
@@ -192,19 +193,22 @@ async def test_fork_finished_gives_the_outcome_without_retrieving_it(caplog):
         return 1
 
     with af.instrument(Outcomes()):
-        assert await af.fork(returns) == 1
+        returned = af.fork(returns)
+        assert await returned == 1
         cancelled = af.fork(asyncio.sleep, 10)
         cancelled.cancel()
         with pytest.raises(asyncio.CancelledError):
             await cancelled
         failed = af.fork.options(detached=True)(fails)
         await asyncio.wait([failed])
+    outcomes = [seen[fut] for fut in (returned, cancelled, failed)]
     assert outcomes[0] is None
     assert outcomes[1] == "cancelled"
     assert isinstance(outcomes[2], ValueError)
     # The instrument saw the error, yet it still counts as never retrieved.
     with caplog.at_level(logging.ERROR, logger="asyncfork"):
         del failed, outcomes[:]
+        seen.clear()
         gc.collect()
     assert any("never retrieved" in r.getMessage() for r in caplog.records)
 
