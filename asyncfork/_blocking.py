@@ -155,27 +155,53 @@ def block_until_done(
     released = threading.Lock()
     released.acquire()
     waker = Waker(len(pending), fail_fast, released.release)
-    entries: list[list[Any]] = []
-    if HOOKS:
-        wait_hooks("wait_began", pending)
     try:
-        for fut in pending:  # inside the try: one that raises (a closed loop) still ends it
-            entries.append(fut._add_waker(waker))
-        if not blocking_acquire(released, timeout):
-            unfinished = sum(not fut.done() for fut in futs)
-            raise TimeoutError(
-                f"{what} timed out after {timeout}s with {unfinished} of {len(futs)} "
-                "Futures unfinished (they go on running)"
-            )
+        with Registered(pending, waker):
+            if not blocking_acquire(released, timeout):
+                unfinished = sum(not fut.done() for fut in futs)
+                raise TimeoutError(
+                    f"{what} timed out after {timeout}s with {unfinished} of {len(futs)} "
+                    "Futures unfinished (they go on running)"
+                )
     except KeyboardInterrupt:
         for fut in pending:
             fut.cancel("KeyboardInterrupt while waiting")
         raise
-    finally:
-        leave(pending[: len(entries)], entries)
-        if HOOKS:
-            wait_hooks("wait_ended", pending)
     return waker.first_failure
+
+
+class Registered:
+    """A wait's ``waker`` on each of its ``pending`` Futures, for the ``with`` block.
+
+    On entry the wait is announced to instruments and the waker added to each Future
+    (one that raises, its loop closed, still ends the wait); on exit the waker is
+    disarmed and taken back, and the wait's end announced. Every way of waiting (a
+    blocked thread, an asyncio task, a trio task) registers through it.
+    """
+
+    __slots__ = ("entries", "pending", "waker")
+
+    def __init__(self, pending: Sequence[Future[Any]], waker: Waker) -> None:
+        self.pending = pending
+        self.waker = waker
+        self.entries: list[list[Any]] = []
+
+    def __enter__(self) -> Registered:
+        if HOOKS:
+            wait_hooks("wait_began", self.pending)
+        try:
+            for fut in self.pending:
+                self.entries.append(fut._add_waker(self.waker))
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.waker.fire = None  # no later wake-ups for a waiter that has gone
+        leave(self.pending[: len(self.entries)], self.entries)
+        if HOOKS:
+            wait_hooks("wait_ended", self.pending)
 
 
 def forget(futs: Iterable[Future[Any]], callback: object) -> None:

@@ -17,10 +17,11 @@ import sys
 import threading
 import types
 from collections.abc import Callable, Generator
-from types import CoroutineType, TracebackType
+from types import CoroutineType
 from typing import Any, cast
 
 from ._carriers_builtin import BUILTIN
+from ._handle import Handle
 
 logger = logging.getLogger("asyncfork")
 
@@ -224,7 +225,7 @@ def remove(carrier: object) -> bool:
     return True
 
 
-class Carrying:
+class Carrying(Handle):
     """What :func:`asyncfork.carry` returns: the carrier stays installed until
     :meth:`remove`, or until the ``with`` block that holds it ends.
     """
@@ -239,28 +240,6 @@ class Carrying:
         """Uninstall the carrier: later forks no longer capture it. False if it was gone
         already (removed after a failure). Forks made before keep what they captured."""
         return remove(self.carrier)
-
-    def __enter__(self) -> Carrying:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.remove()
-
-    async def __aenter__(self) -> Carrying:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.remove()
 
     def __repr__(self) -> str:
         return f"<asyncfork.carry {self.carrier!r}>"

@@ -12,8 +12,9 @@ import logging
 import threading
 import time
 from collections.abc import Generator
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
+
+from ._handle import Handle
 
 if TYPE_CHECKING:
     from ._future import Future
@@ -182,7 +183,7 @@ def call(name: str, *args: Any) -> None:
         raise interrupt
 
 
-class Installation:
+class Installation(Handle):
     """What :func:`asyncfork.instrument` returns: the instrument stays installed until
     :meth:`remove`, or until the ``with`` block that holds it ends.
     """
@@ -196,28 +197,6 @@ class Installation:
     def remove(self) -> bool:
         """Uninstall the instrument; False if it was gone already (removed after a failure)."""
         return remove(self.instrument)
-
-    def __enter__(self) -> Installation:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.remove()
-
-    async def __aenter__(self) -> Installation:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.remove()
 
     def __repr__(self) -> str:
         return f"<asyncfork.instrument {self.instrument!r}>"

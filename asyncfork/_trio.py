@@ -17,10 +17,9 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._blocking import Waker, leave, prepare, wait_hooks
+from ._blocking import Registered, Waker, prepare
 from ._caller import trio_token
 from ._errors import callable_name
-from ._instruments import HOOKS
 
 if TYPE_CHECKING:
     from ._future import Future
@@ -70,12 +69,7 @@ async def sleep_until_done(
             pass
 
     waker = Waker(len(pending), fail_fast, fire)
-    entries: list[list[Any]] = []
-    if HOOKS:
-        wait_hooks("wait_began", pending)
-    try:
-        for fut in pending:  # inside the try: one that raises still ends the wait
-            entries.append(fut._add_waker(waker))
+    with Registered(pending, waker):
         if seconds is None:
             await woken.wait()
         else:
@@ -83,11 +77,6 @@ async def sleep_until_done(
                 await woken.wait()
             if not woken.is_set():
                 raise TimeoutError
-    finally:
-        waker.fire = None  # no later wake-ups for a waiter that has gone
-        leave(pending[: len(entries)], entries)
-        if HOOKS:
-            wait_hooks("wait_ended", pending)
     return waker.first_failure
 
 

@@ -16,18 +16,16 @@ from typing import Any, TypeVar, cast, overload
 
 from . import _threads
 from ._blocking import (
+    Registered,
     Waker,
     block_until_done,
     done_failure,
     forget,
-    leave,
     prepare,
-    wait_hooks,
 )
 from ._caller import COROUTINE_CODE, asyncio_only, in_coroutine_body
 from ._errors import blocks_the_loop, check_bool, check_timeout, describe
 from ._future import Future
-from ._instruments import HOOKS
 from ._mailbox import post
 from ._trio import sleep_until_done
 
@@ -62,12 +60,7 @@ async def _await_done(
             pass
 
     waker = Waker(len(pending), fail_fast, fire)
-    entries: list[list[Any]] = []
-    if HOOKS:
-        wait_hooks("wait_began", pending)
-    try:
-        for fut in pending:  # inside the try: one that raises (a closed loop) still ends it
-            entries.append(fut._add_waker(waker))
+    with Registered(pending, waker):
         if seconds is None:
             await woken
         else:
@@ -75,11 +68,6 @@ async def _await_done(
                 await asyncio.wait_for(asyncio.shield(woken), seconds)
             except TimeoutError:
                 raise _wait_timed_out(futs, seconds, what) from None
-    finally:
-        waker.fire = None  # no later wake-ups for a waiter that has gone
-        leave(pending[: len(entries)], entries)
-        if HOOKS:
-            wait_hooks("wait_ended", pending)
     return waker.first_failure
 
 
