@@ -90,10 +90,12 @@ class TorchCarrier:
 
     def enter(self, state: _TorchState) -> tuple[Any, ...]:
         grad, inference, autocast, threads = state
-        guard = None
-        if self._inference() != inference:
-            guard = self._inference_guard(inference)
-            guard.__enter__()
+        # Always a guard: its exit puts back the thread's whole autograd state (grad and
+        # inference mode), even one the fork's code changed and left changed (a
+        # `with torch.inference_mode():` open across an await); torch has no other way to
+        # leave inference mode from outside the block that entered it.
+        guard = self._inference_guard(inference)
+        guard.__enter__()
         was_grad = self._grad()
         if was_grad != grad:
             self._set_grad(grad)
@@ -127,8 +129,7 @@ class TorchCarrier:
                 self._set_cache(cache)
         if self._grad() != grad:
             self._set_grad(grad)
-        if guard is not None:
-            guard.__exit__(None, None, None)
+        guard.__exit__(None, None, None)
 
 
 class NumpyErrorCarrier:

@@ -34,6 +34,7 @@ def local_cluster(
         "processes": True,
         "host": "127.0.0.1",
         "dashboard_address": None,
+        "worker_class": _EnvKeepingNanny,
         **cluster_kwargs,
     }
     # Without a dashboard the scheduler still serves a few HTTP routes (health, metrics),
@@ -57,6 +58,23 @@ def local_cluster(
                 yield client
     finally:
         _restore(before, written)
+
+
+class _EnvKeepingNanny(distributed.Nanny):
+    """A nanny that puts back, once its worker process is spawned (at the start and at each
+    restart), the environment variables it wrote into this process for that spawn."""
+
+    async def instantiate(self) -> Any:
+        names = set(self.pre_spawn_env) | _NANNY_WRITES
+        before = {name: os.environ.get(name) for name in names}
+        try:
+            return await super().instantiate()
+        finally:
+            for name, value in before.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
 
 
 _NANNY_WRITES = frozenset({"PYTHONHASHSEED", "__DASK_PARENT_PID"})

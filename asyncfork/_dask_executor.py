@@ -19,7 +19,14 @@ from typing import TYPE_CHECKING, Any
 
 import distributed
 
-from ._dask_remote import RAN_ATTRIBUTE, Ran, cancel_remote, run_remote, unpicklable
+from ._dask_remote import (
+    RAN_ATTRIBUTE,
+    Ran,
+    RemoteInterrupt,
+    cancel_remote,
+    run_remote,
+    unpicklable,
+)
 from ._errors import callable_name, describe
 
 if TYPE_CHECKING:
@@ -106,6 +113,8 @@ class RemoteCall(ConcurrentFuture[Any]):
             self._settle(value, None)
         elif status == "error":
             _, error, tb = outcome
+            if isinstance(error, RemoteInterrupt):  # the fork's SystemExit / KeyboardInterrupt
+                error = error.unwrap()
             self.ran = error.__dict__.pop(RAN_ATTRIBUTE, None)
             self._settle(None, error.with_traceback(tb))
         elif not self._cancelling:  # cancelled by Dask, or by the program through Dask

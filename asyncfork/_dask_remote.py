@@ -148,9 +148,29 @@ def run_remote(name: str, func: Callable[..., Any], args: Any, kwargs: Any) -> t
             setattr(exc, RAN_ATTRIBUTE, ran)
         except Exception:  # an exception type that takes no attributes: no timing then
             pass
+        if isinstance(exc, (SystemExit, KeyboardInterrupt)):
+            # Dask lets these take the worker down (and retries the task elsewhere): they
+            # travel back inside an Exception, which the client unwraps.
+            raise RemoteInterrupt(exc).with_traceback(exc.__traceback__) from None
         raise
     _check_picklable(value, name)
     return value, ran
+
+
+class RemoteInterrupt(Exception):
+    """A fork's SystemExit or KeyboardInterrupt on its way back from a worker."""
+
+    def __init__(self, original: BaseException) -> None:
+        super().__init__(original)
+        self.original = original
+        # Dask's transport rebuilds a SystemExit without its code: it travels beside it.
+        self.code = getattr(original, "code", None)
+
+    def unwrap(self) -> BaseException:
+        original = self.original
+        if isinstance(original, SystemExit):
+            original.code = self.code
+        return original
 
 
 def _refuse(*args: Any, **kwargs: Any) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Coroutine
 from types import CoroutineType
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
+from . import _threads
 from ._classify import reject_coroutine_object
 from ._run import run_root
 
@@ -43,6 +44,19 @@ def run(func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
     """
     if isinstance(cast(object, func), CoroutineType):  # af.run(main()): name af.run
         reject_coroutine_object(func, "run")
+    # In a Dask task running asyncfork code (asyncfork.dask) the loop's sync forks go to the
+    # cluster: the task's slot is lent out for the run, or a full cluster would deadlock.
+    lender = _threads._local.lender
+    if lender is None:
+        return _run(func, args, kwargs)
+    lender.lend_slot()
+    try:
+        return _run(func, args, kwargs)
+    finally:
+        lender.reclaim_slot()
+
+
+def _run(func: Callable[..., Any], args: Any, kwargs: Any) -> Any:
     trace_dir = os.environ.get("ASYNCFORK_TRACE")
     if not trace_dir:
         return run_root(func, args, kwargs)

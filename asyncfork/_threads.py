@@ -185,6 +185,12 @@ def on_worker_thread() -> Pool | None:
     return _local.pool
 
 
+def slot_lender() -> Any:
+    """Who lends this thread's slot while it blocks: its asyncfork pool, the Dask slot of a
+    task running asyncfork code (asyncfork.dask), or None."""
+    return _local.pool or _local.lender
+
+
 def help_run(item: WorkItem) -> bool:
     """On a worker thread: run the queued ``item`` right here, if it is still queued.
 

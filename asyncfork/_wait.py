@@ -336,7 +336,7 @@ class AsCompleted(Iterator[Future[T]]):
             # meanwhile, out of completion order; the worker lends its slot instead.
             for fut in self._futs:
                 fut.add_done_callback(done.put)
-        pool = _threads.on_worker_thread()
+        pool = _threads.slot_lender()  # a Dask task lends its slot too
         if pool is not None:
             pool.lend_slot()
         got: list[Future[T]] = []

@@ -54,6 +54,28 @@ def tree(depth: int) -> int:
     return int(af.wait(left)) + int(af.wait(right))
 
 
+def tree_as_completed(depth: int) -> int:
+    """The fan-out, its children collected with `for ... in af.as_completed(...)`."""
+    if depth == 0:
+        return 1
+    kids = [af.fork(tree_as_completed, depth - 1) for _ in range(2)]
+    return sum(int(fut.result()) for fut in af.as_completed(kids, timeout=T))
+
+
+async def tree_run(depth: int) -> int:
+    kids = [af.fork(tree, depth) for _ in range(2)]  # sync forks: to the cluster
+    return sum([await fut for fut in kids])
+
+
+def run_a_loop(depth: int) -> int:
+    """A remote fork that runs an event loop whose sync forks go to the cluster."""
+    return af.run(tree_run, depth)
+
+
+def exits(code: int) -> None:
+    raise SystemExit(code)
+
+
 class Failure(Exception):
     def __init__(self, message: str, code: int) -> None:
         super().__init__(message)
@@ -169,6 +191,30 @@ def test_a_recursive_fan_out_completes_on_two_single_thread_workers(dask_client:
     """127 forks of depth 6 on 2 slots: each waiting parent gives its slot back."""
     with use(dask_client):
         assert af.fork(tree, 6).result(timeout=T) == 64
+
+
+def test_as_completed_on_a_worker_gives_its_slot_back(dask_client: Any) -> None:
+    """Without lending its slot while it iterates, a depth-3 tree deadlocks 2 slots."""
+    with use(dask_client):
+        assert af.fork(tree_as_completed, 3).result(timeout=T) == 8
+
+
+def test_af_run_on_a_worker_gives_its_slot_back(dask_client: Any) -> None:
+    """Two remote forks each running a loop whose children need the 2 slots they hold."""
+    with use(dask_client):
+        futs = [af.fork(run_a_loop, 1) for _ in range(2)]
+        assert af.wait(futs, timeout=T) == [4, 4]
+
+
+def test_a_remote_system_exit_reaches_the_waiter_and_spares_the_worker(dask_client: Any) -> None:
+    """Dask would let a SystemExit take the worker down, and retry the task elsewhere."""
+    workers = set(dask_client.scheduler_info()["workers"])
+    fut = af.fork.options(executor=dask_client)(exits, 3)
+    with pytest.raises(SystemExit) as raised:
+        fut.result(timeout=T)
+    assert raised.value.code == 3
+    assert "in fork 'exits'" in raised.value.__notes__[-1]
+    assert set(dask_client.scheduler_info()["workers"]) == workers  # none restarted
 
 
 def test_af_current_on_a_worker_is_the_fork(dask_client: Any) -> None:

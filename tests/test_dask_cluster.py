@@ -70,10 +70,13 @@ def test_the_cluster_changes_nothing_in_this_process(
 def test_a_fork_whose_worker_is_killed_is_retried(
     small_cluster: tuple[Any, dict[str, str]], tmp_path: Path
 ) -> None:
-    client, _ = small_cluster
+    client, before = small_cluster
     marker = tmp_path / "killed"
     fut = af.fork.options(executor=client)(kill_my_worker_once, str(marker))
     assert fut.result(timeout=T) != int(marker.read_text())  # another process ran it
+    # Its nanny spawned a new worker, writing OMP_NUM_THREADS etc. here for it: put back.
+    client.wait_for_workers(2, timeout=T)
+    assert environ() == before
 
 
 def test_killed_worker_reaches_the_waiter_once_retries_are_spent(

@@ -179,6 +179,27 @@ async def test_a_coroutine_forks_mode_stays_in_it() -> None:
     assert torch.is_grad_enabled()
 
 
+async def test_inference_mode_held_across_an_await_stays_in_the_fork() -> None:
+    """`with torch.inference_mode():` open across an await: between the fork's steps the
+    loop's other code is not in inference mode, and makes no inference tensors."""
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    async def holder() -> bool:
+        with torch.inference_mode():
+            entered.set()
+            await release.wait()
+            return torch.is_inference_mode_enabled()
+
+    fut = af.fork(holder)
+    await within(entered.wait())
+    await asyncio.sleep(0)
+    assert not torch.is_inference_mode_enabled()
+    assert not torch.ones(2).is_inference()
+    release.set()
+    assert await within(fut) is True
+    assert not torch.is_inference_mode_enabled()
+
+
 def test_sync_fork_that_returns_a_coroutine_keeps_the_mode() -> None:
     def returns_coroutine() -> Any:
         return _grad_of_matmul_async()
