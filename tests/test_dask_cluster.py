@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -74,8 +76,12 @@ def test_a_fork_whose_worker_is_killed_is_retried(
     marker = tmp_path / "killed"
     fut = af.fork.options(executor=client)(kill_my_worker_once, str(marker))
     assert fut.result(timeout=T) != int(marker.read_text())  # another process ran it
-    # Its nanny spawned a new worker, writing OMP_NUM_THREADS etc. here for it: put back.
+    # Its nanny spawned a new worker, writing OMP_NUM_THREADS etc. here for it: put back
+    # once the spawn is over, which ends a little after the new worker registers.
     client.wait_for_workers(2, timeout=T)
+    deadline = time.monotonic() + T
+    while environ() != before and time.monotonic() < deadline:
+        threading.Event().wait(0.01)  # polling a condition, with a deadline
     assert environ() == before
 
 
