@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import importlib
+import logging
 import pickle
 import threading
 import time
@@ -51,6 +52,23 @@ _MAX_CANCELLED = 10_000
 _lock = threading.Lock()
 _running: dict[str, Future[Any]] = {}  # key -> the local fork of a call running here
 _cancelled: dict[str, None] = {}  # keys whose cancellation came before their call
+# Keys whose failure goes back to its fork's waiter: the worker's own "Compute Failed"
+# log of them is noise (asyncfork delivers it, and reports it if nobody looks).
+_delivered: dict[str, None] = {}
+
+
+class _DeliveredFailures(logging.Filter):
+    """Drops the worker's error log of a task whose failure asyncfork delivers."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith("Compute Failed") or not record.args:
+            return True
+        key = record.args[0] if isinstance(record.args, tuple) else None
+        with _lock:
+            return _delivered.pop(str(key), 0) is not None
+
+
+_log_filter = _DeliveredFailures()
 
 
 class _DaskSlot:
@@ -107,6 +125,9 @@ def run_remote(name: str, func: Callable[..., Any], args: Any, kwargs: Any) -> t
     """Run ``func(*args, **kwargs)`` as the fork ``name`` in this Dask task's thread."""
     start = time.time()
     key = str(thread_state.key)  # the task's key, as Dask's own secede() reads it
+    worker_log = logging.getLogger("distributed.worker")
+    if _log_filter not in worker_log.filters:
+        worker_log.addFilter(_log_filter)
     worker = distributed.get_worker()
     _WORKER_EXECUTOR.worker = worker
     address = str(worker.address)
@@ -148,6 +169,10 @@ def run_remote(name: str, func: Callable[..., Any], args: Any, kwargs: Any) -> t
             setattr(exc, RAN_ATTRIBUTE, ran)
         except Exception:  # an exception type that takes no attributes: no timing then
             pass
+        with _lock:
+            if len(_delivered) >= _MAX_CANCELLED:
+                _delivered.pop(next(iter(_delivered)))
+            _delivered[key] = None
         if isinstance(exc, (SystemExit, KeyboardInterrupt)):
             # Dask lets these take the worker down (and retries the task elsewhere): they
             # travel back inside an Exception, which the client unwraps.

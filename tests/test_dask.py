@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 import traceback
@@ -399,3 +401,35 @@ def test_a_remote_fork_times_out_and_its_call_sees_the_cancel(
     with pytest.raises(TimeoutError):
         fut.result(timeout=T)
     assert path.exists()  # "wait": settled after the call saw the cancel and returned
+
+
+DELIVERED_FAILURE = """\
+import asyncfork as af
+from asyncfork.dask import local_cluster
+
+def fail():
+    raise ValueError("nope")
+
+def parent():
+    return af.fork(fail).result()
+
+if __name__ == "__main__":
+    with local_cluster(n_workers=1) as client:
+        try:
+            af.fork.options(executor=client)(parent).result(timeout=30)
+        except ValueError as exc:
+            print("delivered:", exc)
+"""
+
+
+def test_a_failure_asyncfork_delivers_is_not_logged_by_the_worker(tmp_path: Path) -> None:
+    """The waiter gets the error (and an unretrieved one is reported as any fork's): the
+    worker's own "Compute Failed" error log, one per level, would be noise."""
+    script = tmp_path / "delivered_failure.py"
+    script.write_text(DELIVERED_FAILURE)
+    proc = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=2 * T
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "delivered: nope\n"
+    assert "Compute Failed" not in proc.stderr
