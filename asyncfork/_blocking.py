@@ -137,6 +137,20 @@ def block_until_done(
             "write `await fut`, or `await af.wait_async(futs)` for several",
         )
     pending = prepare(futs, what)
+    if not HOOKS:
+        return _block(futs, pending, timeout, what, fail_fast)
+    # Announced before any helping, so the wait's record spans the inline runs too.
+    with Announced(futs):
+        return _block(futs, pending, timeout, what, fail_fast)
+
+
+def _block(
+    futs: Sequence[Future[Any]],
+    pending: list[Future[Any]],
+    timeout: float | None,
+    what: str,
+    fail_fast: bool,
+) -> Future[Any] | None:
     if not pending:
         return None
     if fail_fast and (failure := done_failure(futs)) is not None:
@@ -170,13 +184,44 @@ def block_until_done(
     return waker.first_failure
 
 
+class Announced:
+    """A wait on ``futs``, announced to instruments for the ``with`` block.
+
+    Every Future waited on is announced, finished or not, so a trace's graph does not
+    depend on timing; the callers enter it only ``if HOOKS:``. A Future that is done
+    already is waited on for no time: see :func:`waited_at_once`.
+    """
+
+    __slots__ = ("futs",)
+
+    def __init__(self, futs: Sequence[Future[Any]]) -> None:
+        self.futs = futs
+
+    def __enter__(self) -> Announced:
+        try:
+            wait_hooks("wait_began", self.futs)
+        except BaseException:  # a Ctrl-C in a hook: close what was opened
+            wait_hooks("wait_ended", self.futs)
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        wait_hooks("wait_ended", self.futs)
+
+
+def waited_at_once(futs: Sequence[Future[Any]]) -> None:
+    """A wait that found every Future done: announce it as one that began and ended at once."""
+    with Announced(futs):
+        pass
+
+
 class Registered:
     """A wait's ``waker`` on each of its ``pending`` Futures, for the ``with`` block.
 
-    On entry the wait is announced to instruments and the waker added to each Future
-    (one that raises, its loop closed, still ends the wait); on exit the waker is
-    disarmed and taken back, and the wait's end announced. Every way of waiting (a
-    blocked thread, an asyncio task, a trio task) registers through it.
+    On entry the waker is added to each Future (one that raises, its loop closed,
+    still ends the wait); on exit it is disarmed and taken back. Every way of waiting
+    (a blocked thread, an asyncio task, a trio task) registers through it; the wait
+    is announced to instruments around it, by :class:`Announced`.
     """
 
     __slots__ = ("entries", "pending", "waker")
@@ -187,8 +232,6 @@ class Registered:
         self.entries: list[list[Any]] = []
 
     def __enter__(self) -> Registered:
-        if HOOKS:
-            wait_hooks("wait_began", self.pending)
         try:
             for fut in self.pending:
                 self.entries.append(fut._add_waker(self.waker))
@@ -200,8 +243,6 @@ class Registered:
     def __exit__(self, *exc_info: object) -> None:
         self.waker.fire = None  # no later wake-ups for a waiter that has gone
         leave(self.pending[: len(self.entries)], self.entries)
-        if HOOKS:
-            wait_hooks("wait_ended", self.pending)
 
 
 def forget(futs: Iterable[Future[Any]], callback: object) -> None:

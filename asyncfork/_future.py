@@ -25,7 +25,7 @@ from types import CodeType, TracebackType
 from typing import Any, Generic, Literal, TypeVar
 
 from . import _instruments, _threads
-from ._blocking import block_until_done
+from ._blocking import block_until_done, waited_at_once
 from ._caller import in_coroutine_body
 from ._errors import callable_name, check_timeout
 from ._instruments import HOOKS
@@ -271,6 +271,8 @@ class Future(Node, Generic[T_co]):
             timeout = check_timeout(timeout, "result(timeout=...)")
         if self._state == PENDING:
             block_until_done((self,), timeout, "fut.result()")
+        elif HOOKS:
+            waited_at_once((self,))
         return self._outcome()
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
@@ -282,6 +284,8 @@ class Future(Node, Generic[T_co]):
             timeout = check_timeout(timeout, "exception(timeout=...)")
         if self._state == PENDING:
             block_until_done((self,), timeout, "fut.exception()")
+        elif HOOKS:
+            waited_at_once((self,))
         if self._state == CANCELLED:
             raise self._cancelled_error()
         self._mark_retrieved()
@@ -301,6 +305,8 @@ class Future(Node, Generic[T_co]):
             return _awaited(self)  # type: ignore[return-value]  # pyright: ignore[reportReturnType]
         if self._state == PENDING:
             block_until_done((self,), None, "fut.wait()")
+        elif HOOKS:
+            waited_at_once((self,))
         return self._outcome()
 
     def __await__(self) -> Generator[Any, None, T_co]:
@@ -335,6 +341,8 @@ class Future(Node, Generic[T_co]):
             finally:
                 if hooked:
                     _instruments.call("wait_ended", self)
+        elif HOOKS:  # a wait on a finished Future is recorded too, as taking no time
+            waited_at_once((self,))
         if self._state == FINISHED and self._exception is None:
             return self._result  # type: ignore[no-any-return]
         return self._outcome()

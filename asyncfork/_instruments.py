@@ -71,9 +71,10 @@ class Instrument:
         """
 
     def wait_began(self, fut: Future[Any]) -> None:
-        """Code starts waiting on the unfinished ``fut`` (``await``, ``wait``, ``result``).
+        """Code starts waiting on ``fut`` (``await``, ``wait``, ``result``, ``exception``).
 
         Called in the waiting thread and context: :func:`asyncfork.current` is the waiter.
+        Every wait is announced: on a finished ``fut``, :meth:`wait_ended` follows at once.
         """
 
     def wait_ended(self, fut: Future[Any]) -> None:

@@ -17,9 +17,10 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._blocking import Registered, Waker, prepare
+from ._blocking import Announced, Registered, Waker, prepare
 from ._caller import trio_token
 from ._errors import callable_name
+from ._instruments import HOOKS
 
 if TYPE_CHECKING:
     from ._future import Future
@@ -83,5 +84,10 @@ async def sleep_until_done(
 async def await_one(fut: Future[Any]) -> None:
     """``await fut`` in trio: sleep until ``fut`` is done (the caller reads its outcome)."""
     pending = prepare((fut,), "await")
-    if pending:
-        await sleep_until_done(pending, None, False, "await on an asyncfork Future")
+    if not HOOKS:
+        if pending:
+            await sleep_until_done(pending, None, False, "await on an asyncfork Future")
+        return
+    with Announced((fut,)):  # every wait is recorded, on a finished Future too
+        if pending:
+            await sleep_until_done(pending, None, False, "await on an asyncfork Future")

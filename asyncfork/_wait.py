@@ -16,16 +16,19 @@ from typing import Any, TypeVar, cast, overload
 
 from . import _threads
 from ._blocking import (
+    Announced,
     Registered,
     Waker,
     block_until_done,
     done_failure,
     forget,
     prepare,
+    waited_at_once,
 )
 from ._caller import COROUTINE_CODE, asyncio_only, in_coroutine_body
 from ._errors import blocks_the_loop, check_bool, check_timeout, describe
 from ._future import Future
+from ._instruments import HOOKS
 from ._mailbox import post
 from ._trio import sleep_until_done
 
@@ -69,6 +72,16 @@ async def _await_done(
             except TimeoutError:
                 raise _wait_timed_out(futs, seconds, what) from None
     return waker.first_failure
+
+
+async def _announced_await_done(
+    futs: Sequence[Future[Any]], seconds: float | None, fail_fast: bool, what: str
+) -> Future[Any] | None:
+    """``_await_done`` with instruments installed: every wait is announced, on finished
+    Futures too. Apart, so that the path without instruments pays no extra frame."""
+    prepare(futs, f"await {what}")  # a wait on oneself raises before it is announced
+    with Announced(futs):
+        return await _await_done(futs, seconds, fail_fast, what)
 
 
 def _wait_timed_out(
@@ -237,6 +250,8 @@ def _without_blocking(
     pending = prepare(futs, "af.wait()")  # waiting on oneself is the worse mistake: named first
     failure = done_failure(futs) if fail_fast else None
     if failure is not None or not pending:
+        if HOOKS:
+            waited_at_once(futs)
         return failure
     return block_until_done(futs, timeout, "af.wait()", fail_fast)  # raises DeadlockError
 
@@ -283,7 +298,10 @@ async def _wait_async(
     return_exceptions: bool,
     what: str = "af.wait()",
 ) -> Any:
-    first_failure = await _await_done(futs, seconds, not return_exceptions, what)
+    if HOOKS:
+        first_failure = await _announced_await_done(futs, seconds, not return_exceptions, what)
+    else:
+        first_failure = await _await_done(futs, seconds, not return_exceptions, what)
     values = _values(futs, first_failure, return_exceptions)
     return values[0] if single else values
 

@@ -199,6 +199,11 @@ class _Recorder(Instrument):
     def __init__(self, trace: Trace) -> None:
         self.trace = trace
         self.records: dict[Future[Any], ForkRecord] = {}
+        # Finished forks, for the waits on them that come later (each is recorded, as
+        # taking no time); weakly, so the trace keeps no Future alive.
+        self.finished: weakref.WeakKeyDictionary[Future[Any], ForkRecord] = (
+            weakref.WeakKeyDictionary()
+        )
         self.open_waits: dict[tuple[int, int], list[WaitRecord]] = {}
         self.ids = itertools.count(1)
         self.closed = False
@@ -206,6 +211,7 @@ class _Recorder(Instrument):
     def close(self) -> None:
         self.closed = True
         self.records = {}
+        self.finished = weakref.WeakKeyDictionary()
         self.open_waits = {}
 
     def fork_made(self, fut: Future[Any]) -> None:
@@ -245,6 +251,7 @@ class _Recorder(Instrument):
         record = self.records.pop(fut, None)
         if record is None:
             return
+        self.finished[fut] = record
         record.outcome = (
             "cancelled" if fut.cancelled() else "value" if exc is None else type(exc).__name__
         )
@@ -263,9 +270,9 @@ class _Recorder(Instrument):
         record.busy += max(stop - start, 0.0)
 
     def wait_began(self, fut: Future[Any]) -> None:
-        record = self.records.get(fut)
+        record = self.records.get(fut) or self.finished.get(fut)
         if record is None:
-            return  # a Future made before this trace started (or just finished)
+            return  # a Future made before this trace started
         waiter = current_fork()
         waiter_record = None if waiter is None else self.records.get(waiter)
         wait = WaitRecord(
