@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _instruments, _threads
 from ._caller import trio_token
-from ._errors import blocks_the_loop
+from ._errors import DeadlockError, blocks_the_loop
 from ._instruments import HOOKS
 from ._scope import CURRENT, check_not_waiting_on_itself
 
@@ -132,10 +132,7 @@ def block_until_done(
     Returns the first failure seen in completion order, if any.
     """
     if _get_running_loop() is not None:
-        raise blocks_the_loop(
-            f"{what} on an unfinished Future",
-            "write `await fut`, or `await af.wait_async(futs)` for several",
-        )
+        raise _would_block(what)
     pending = prepare(futs, what)
     if not HOOKS:
         return _block(futs, pending, timeout, what, fail_fast)
@@ -156,10 +153,7 @@ def _block(
     if fail_fast and (failure := done_failure(futs)) is not None:
         return failure
     if trio_token() is not None:  # sync code on trio's thread: blocking it freezes trio
-        raise blocks_the_loop(
-            f"{what} on an unfinished Future",
-            "write `await fut`, or `await af.wait_async(futs)` for several",
-        )
+        raise _would_block(what)
     if timeout is None and help_before_blocking(pending, fail_fast):
         pending = [fut for fut in pending if not fut.done()]
         if fail_fast and (failure := done_failure(futs)) is not None:
@@ -172,16 +166,28 @@ def _block(
     try:
         with Registered(pending, waker):
             if not blocking_acquire(released, timeout):
-                unfinished = sum(not fut.done() for fut in futs)
-                raise TimeoutError(
-                    f"{what} timed out after {timeout}s with {unfinished} of {len(futs)} "
-                    "Futures unfinished (they go on running)"
-                )
+                raise timed_out(futs, timeout, what)
     except KeyboardInterrupt:
         for fut in pending:
             fut.cancel("KeyboardInterrupt while waiting")
         raise
     return waker.first_failure
+
+
+def _would_block(what: str) -> DeadlockError:
+    return blocks_the_loop(
+        f"{what} on an unfinished Future",
+        "write `await fut`, or `await af.wait_async(futs)` for several",
+    )
+
+
+def timed_out(futs: Sequence[Future[Any]], seconds: float | None, what: str) -> TimeoutError:
+    """The TimeoutError of a wait on ``futs`` that gave up: the forks go on."""
+    unfinished = sum(not fut.done() for fut in futs)
+    return TimeoutError(
+        f"{what} timed out after {seconds}s with {unfinished} of {len(futs)} "
+        "Futures unfinished (they go on running)"
+    )
 
 
 class Announced:

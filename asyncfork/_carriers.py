@@ -16,7 +16,7 @@ import logging
 import sys
 import threading
 import types
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterable
 from types import CoroutineType
 from typing import Any, cast
 
@@ -111,32 +111,26 @@ def capture() -> Carried | None:
     """In the forking thread: each active carrier's state, or None if none has any."""
     if len(_modules) != _scanned:
         _refresh()
-    carried: list[tuple[Any, Any]] | None = None
-    for carrier in _active:
-        try:
-            state = carrier.capture()
-        except Exception:
-            _failed(carrier, "capture")
-            continue
-        if state is not None:
-            if carried is None:
-                carried = []
-            carried.append((carrier, state))
-    return None if carried is None else tuple(carried)
+    return _states(_active) or None
 
 
 def recapture(carried: Carried) -> Carried:
     """After a step of a coroutine fork, in its thread: its carriers' state now."""
-    again: list[tuple[Any, Any]] = []
-    for carrier, _ in carried:
+    return _states(carrier for carrier, _ in carried)
+
+
+def _states(carriers: Iterable[Any]) -> Carried:
+    """(carrier, state) for each of ``carriers`` that has state to carry in this thread."""
+    states: list[tuple[Any, Any]] = []
+    for carrier in carriers:
         try:
             state = carrier.capture()
         except Exception:
             _failed(carrier, "capture")
             continue
         if state is not None:
-            again.append((carrier, state))
-    return tuple(again)
+            states.append((carrier, state))
+    return tuple(states)
 
 
 def enter(carried: Carried) -> list[tuple[Any, Any]]:

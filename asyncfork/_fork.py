@@ -217,10 +217,11 @@ class Forker:
         name = self._name or (func.__qualname__ if plain_function else callable_name(func))
         # Where fork() was called, for a failure's note: the caller's code and instruction
         # offset (f_lineno would scan the line table), one shared tuple per call site.
+        caller: FrameType | None
         try:
             caller = _getframe(1)
         except ValueError:  # called from C with no Python frame below (a thread's entry)
-            site = None
+            caller = site = None
         else:
             code = caller.f_code
             offset = caller.f_lasti
@@ -245,8 +246,8 @@ class Forker:
                 fut._timeout = self._timeout
                 deadline = time.monotonic() + self._timeout
 
-        if loop.get_debug():  # asyncio's debug mode: keep where the fork was made
-            fut._source_traceback = _creation_site(sys._getframe(1))
+        if caller is not None and loop.get_debug():  # asyncio's debug mode: the whole site
+            fut._source_traceback = _creation_site(caller)
         if len(_modules) != CARRIERS_SEEN[0]:  # a carrier may be active (torch imported...)
             carried = _carriers.capture()  # thread-bound state, taken in the forking thread
             if carried is not None:

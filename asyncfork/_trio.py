@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
 from ._blocking import Announced, Registered, Waker, prepare
@@ -84,10 +85,7 @@ async def sleep_until_done(
 async def await_one(fut: Future[Any]) -> None:
     """``await fut`` in trio: sleep until ``fut`` is done (the caller reads its outcome)."""
     pending = prepare((fut,), "await")
-    if not HOOKS:
-        if pending:
-            await sleep_until_done(pending, None, False, "await on an asyncfork Future")
-        return
-    with Announced((fut,)):  # every wait is recorded, on a finished Future too
+    # Every wait is recorded when an instrument listens, on a finished Future too.
+    with Announced((fut,)) if HOOKS else nullcontext():
         if pending:
             await sleep_until_done(pending, None, False, "await on an asyncfork Future")

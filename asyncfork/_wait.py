@@ -23,6 +23,7 @@ from ._blocking import (
     done_failure,
     forget,
     prepare,
+    timed_out,
     waited_at_once,
 )
 from ._caller import COROUTINE_CODE, asyncio_only, in_coroutine_body
@@ -49,7 +50,7 @@ async def _await_done(
         try:
             return await sleep_until_done(pending, seconds, fail_fast, f"await {what}")
         except TimeoutError:
-            raise _wait_timed_out(futs, seconds, what) from None
+            raise timed_out(futs, seconds, what) from None
     woken: asyncio.Future[None] = loop.create_future()
 
     def fire() -> None:
@@ -70,7 +71,7 @@ async def _await_done(
             try:
                 await asyncio.wait_for(asyncio.shield(woken), seconds)
             except TimeoutError:
-                raise _wait_timed_out(futs, seconds, what) from None
+                raise timed_out(futs, seconds, what) from None
     return waker.first_failure
 
 
@@ -82,16 +83,6 @@ async def _announced_await_done(
     prepare(futs, f"await {what}")  # a wait on oneself raises before it is announced
     with Announced(futs):
         return await _await_done(futs, seconds, fail_fast, what)
-
-
-def _wait_timed_out(
-    futs: Sequence[Future[Any]], seconds: float | None, what: str = "af.wait()"
-) -> TimeoutError:
-    unfinished = sum(not fut.done() for fut in futs)
-    return TimeoutError(
-        f"{what} timed out after {seconds}s with {unfinished} of {len(futs)} "
-        "Futures unfinished (they go on running)"
-    )
 
 
 def _values(
