@@ -8,11 +8,13 @@ runs; the fork's side effect must appear once stdin says go, and the process exi
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -71,6 +73,25 @@ SCRIPT = textwrap.dedent(
 )
 
 
+@contextlib.contextmanager
+def child(script: str, *args: str) -> Iterator[subprocess.Popen[str]]:
+    """``script`` in a child Python (warnings as errors), its three pipes open; killed if
+    the test leaves it running."""
+    proc = subprocess.Popen(
+        [sys.executable, "-W", "error", "-c", script, *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
 def read_line(proc: subprocess.Popen[str], deadline: float) -> str:
     assert proc.stdout is not None
     line = proc.stdout.readline()  # the child writes each line whole; it exits on failure
@@ -83,15 +104,8 @@ def test_sync_fork_from_a_request_finishes_after_uvicorn_stops(
     tmp_path: Path, endpoint: str, loop: str
 ) -> None:
     out = tmp_path / "side-effect.txt"
-    proc = subprocess.Popen(
-        [sys.executable, "-W", "error", "-c", SCRIPT, str(out), loop],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
     deadline = time.monotonic() + T
-    try:
+    with child(SCRIPT, str(out), loop) as proc:
         first = read_line(proc, deadline)
         assert first.startswith("port "), first + proc.communicate(timeout=T)[1]
         url = f"http://127.0.0.1:{first.split()[1]}/{endpoint}"
@@ -108,10 +122,6 @@ def test_sync_fork_from_a_request_finishes_after_uvicorn_stops(
         assert read_line(proc, deadline) == "server stopped"
         assert not out.exists()  # the fork still runs: the process must wait for it
         _, stderr = proc.communicate("go\n", timeout=T)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     assert proc.returncode == 0, stderr
     assert out.read_text() == f"{endpoint} endpoint: go"
     assert "Traceback" not in stderr, stderr
@@ -196,24 +206,13 @@ def test_sync_fork_of_a_finished_loop_finishes_before_the_process_exits(
     tmp_path: Path, how: str
 ) -> None:
     out = tmp_path / "side-effect.txt"
-    proc = subprocess.Popen(
-        [sys.executable, "-W", "error", "-c", PLAIN, str(out), how],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
     deadline = time.monotonic() + T
-    try:
+    with child(PLAIN, str(out), how) as proc:
         # In either order: the fork may start before or after its loop's end.
         lines = {read_line(proc, deadline), read_line(proc, deadline)}
         assert lines == {"fork running", "main over"}
         assert not out.exists()
         _, stderr = proc.communicate("go\n", timeout=T)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     assert proc.returncode == 0, stderr
     assert out.read_text() == "go"
     assert stderr in ("", EXIT_NOTICE)
@@ -307,23 +306,12 @@ def test_daemon_sync_fork_of_a_finished_loop_is_not_waited_for_at_exit(tmp_path:
 
 
 def test_ctrl_c_while_exit_waits_for_such_a_fork_abandons_it(tmp_path: Path) -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-W", "error", "-c", PLAIN, str(tmp_path / "unused"), "ctrl-c"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
     deadline = time.monotonic() + T
-    try:
+    with child(PLAIN, str(tmp_path / "unused"), "ctrl-c") as proc:
         lines = {read_line(proc, deadline), read_line(proc, deadline)}
         assert lines == {"fork running", "main over"}
         assert read_line(proc, deadline) == "exit waits"
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=T)  # stdin stays open: the fork never returns
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     assert proc.returncode == -signal.SIGINT, stderr  # ends as an unhandled Ctrl-C ends Python
     assert "Traceback" not in stderr, stderr

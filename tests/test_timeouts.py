@@ -394,8 +394,9 @@ def test_huge_timeout_is_no_timeout_off_the_main_thread(loop_kind: str, huge: fl
 
 
 def test_polling_wait_with_timeout_does_not_pile_callbacks_on_the_future(loop_kind):
-    """`wait(..., timeout=)` and `result(timeout=)` only observe -- a waiter that timed out
-    leaves no callback behind on the pending Future."""
+    """`wait(..., timeout=)`, `result(timeout=)` and `exception(timeout=)` only observe -- a
+    waiter that timed out takes its registration back, and leaves no callback behind on the
+    pending Future, so polling a long fork piles nothing on it."""
     fut = af.fork(forever)
     try:
         for _ in range(100):
@@ -405,6 +406,7 @@ def test_polling_wait_with_timeout_does_not_pile_callbacks_on_the_future(loop_ki
                 fut.result(timeout=0.0001)
             with pytest.raises(TimeoutError):
                 fut.exception(timeout=0.0001)
+        assert fut._wakers == []
         assert af.wait(af.fork(noop), timeout=T) is None  # the loop processed the discards
         assert len(fut._callbacks or []) <= 1
     finally:

@@ -405,27 +405,9 @@ def _leftover_wakers(fut: af.Future[object]) -> list[object]:
     return [entry for entry in fut._wakers or () if entry]
 
 
-def test_blocking_waits_that_time_out_leave_no_waker_on_the_future(loop_kind):
-    """`wait`, `result` and `exception` with a timeout only observe: each one that times
-    out takes its registration back, so polling a long fork piles nothing on it."""
-    fut = af.fork(forever)
-    try:
-        for _ in range(100):
-            with pytest.raises(TimeoutError):
-                af.wait(fut, timeout=0.0001)
-            with pytest.raises(TimeoutError):
-                fut.result(timeout=0.0001)
-            with pytest.raises(TimeoutError):
-                fut.exception(timeout=0.0001)
-        assert fut._wakers == []
-    finally:
-        fut.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        fut.result(timeout=T)
-
-
 async def test_awaited_waits_that_time_out_leave_no_waker_on_the_future():
-    """The same for `await af.wait(..., timeout=)`, on the fork's loop and on another one."""
+    """`await af.wait(..., timeout=)` only observes: one that times out takes its registration
+    back (blocking waits: test_timeouts.py), on the fork's loop and on another one."""
     here = af.fork(forever)
     gate = threading.Event()
 
