@@ -93,14 +93,20 @@ def check_name(value: object, what: str, none_means: str) -> str | None:
 
 def callable_name(func: object) -> str:
     """A short, readable name for ``func`` for messages and default fork names (never failing)."""
-    for attribute in ("__qualname__", "__name__"):
+    cls = type(func)
+    for attribute in ("__qualname__", "__name__", "original_name", "qualified_name"):
         try:
             name = getattr(func, attribute, None)
+            # An instance that answers with its class's name (torch's ScriptFunction:
+            # 'torch.jit.ScriptFunction') has none of its own here.
+            inherited = not isinstance(func, type) and name == getattr(cls, attribute, None)
         except Exception:  # a broken attribute must not hide the real error
             continue
-        if isinstance(name, str) and name:
-            return str.__str__(name)
-    cls = type(func)
+        if isinstance(name, str) and name and not inherited:
+            # torch's scripted modules keep their class name in original_name, scripted
+            # functions theirs in qualified_name ('__torch__.model.encode').
+            name = str.__str__(name)
+            return name.rpartition(".")[2] if attribute == "qualified_name" else name
     return str.__str__(_type_short_name(func if issubclass(cls, type) else cls))
 
 

@@ -35,6 +35,7 @@ from ._runner import ROOTS, background_loop, roots_of
 from ._scope import CURRENT, Node
 from ._thread_fork import cancel_sync, submit_item, sync_returned
 from ._threads import WorkItem
+from ._torchscript import TorchScriptLauncher, launches_at_once, torchscript_executor
 from ._trio import coroutine_fork_error
 
 if TYPE_CHECKING:
@@ -63,7 +64,13 @@ class Forker:
     """``fork`` itself, and the callables that ``fork.options(...)`` and groups make.
 
     Call it as ``fork(func, *args, **kwargs)``: every argument after ``func`` goes
-    to ``func``. Options are set with :meth:`options`, never through keywords.
+    to ``func``. Options are set with :meth:`~asyncfork.Forker.options`, never through keywords.
+
+    Raises:
+        TypeError: ``func`` is not callable, is a coroutine object (``fork(main())``:
+            pass the function) or an async generator function.
+        RuntimeError: a coroutine function forked where no asyncio loop can run it
+            (from trio code).
     """
 
     __slots__ = (
@@ -146,6 +153,11 @@ class Forker:
           ``af.configure(eager=...)``.
         - ``on_cancel``: for a running sync fork, ``"wait"`` until the function
           returns, or ``"abandon"`` the thread and settle at once.
+
+        Raises:
+            TypeError: for an option of the wrong type (an ``executor`` that is neither a
+                ``concurrent.futures.Executor`` nor a ``distributed.Client``).
+            ValueError: for a negative ``timeout`` or an unknown ``on_cancel``.
         """
         return Forker(
             name=name,
@@ -256,6 +268,9 @@ class Forker:
         if kind != COROUTINE:
             if executor is None:  # asyncfork.dask.use(client): sync forks go to the cluster
                 executor = SCOPED_EXECUTOR.get()
+                if executor is None and not plain_function and "torch" in _modules:
+                    # A scripted callable runs on torch's inter-op pool, through torch.jit.fork.
+                    executor = torchscript_executor(func)
             fut._kind = THREAD if executor is None else EXECUTOR
         try:
             if HOOKS:  # the one test instruments cost when none is installed
@@ -290,6 +305,17 @@ class Forker:
                 start = partial(
                     start_executor, executor=executor, func=func, args=args, kwargs=kwargs
                 )
+                if type(executor) is TorchScriptLauncher and launches_at_once(
+                    on_loop,
+                    deadline,
+                    scope,  # pyright: ignore[reportUnknownArgumentType]
+                ):
+                    # A scripted root fork from another thread goes to torch's pool inside
+                    # fork(), as a thread fork is queued at once; the registration goes
+                    # through the loop, ahead of the outcome.
+                    _post_launch(fut, None, None)
+                    start(fut)
+                    return fut
             else:
                 fut._canceller = cancel_sync
                 context = copy_context()

@@ -27,6 +27,8 @@ def _bars(scenario: str, results: list[dict[str, Any]], title: str, path: Path) 
         scale, unit = (1, "bytes per fork")
     elif scenario == "d3":
         scale, unit = (1e3, "ms per fan-out")
+    elif scenario == "t1":
+        scale, unit = (1e3, "ms per pass of the workload")
     for j, r in enumerate(cols):
         vals = []
         for name in names:

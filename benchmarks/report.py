@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from . import torch_cases
 from ._common import D1_REF, D1_ROW, D2_REF, D2_ROW, FULL, LOOP_KINDS, QUICK, Config
 
 Result = dict[str, Any]
@@ -31,6 +32,7 @@ def titles(cfg: Config) -> dict[str, str]:
         "d2": "D2. Dask: fork + wait one no-op, repeated (round trip) — µs per round trip",
         "d3": f"D3. Dask: {cfg.d3_calls} CPU-bound pure-Python calls of ~"
         f"{cfg.d3_seconds * 1e3:.0f} ms at once — ms per fan-out",
+        "t1": torch_cases.title(cfg),
     }
 
 
@@ -504,6 +506,8 @@ def markdown(data: Result) -> str:
             lines += [f"## {t[scenario]}", "", *scenario_table(scenario, by[scenario])]
     if "d3" in by:
         lines += [f"## {t['d3']}", "", *speedup_table(by["d3"])]
+    if "t1" in by:
+        lines += [f"## {t['t1']}", "", *torch_cases.speedup_table(by["t1"])]
     if data["failures"]:
         lines += ["## Failures", "", *[f"- {f}" for f in data["failures"]], ""]
     return "\n".join(lines)

@@ -30,7 +30,8 @@ ASYNC_SCENARIOS = ("s1", "s2", "s3")
 THREAD_SCENARIOS = ("s4", "s5", "s6a", "s6b")
 MEMORY_SCENARIOS = ("s7", "s8")
 DASK_SCENARIOS = ("d1", "d2", "d3")
-ALL = ASYNC_SCENARIOS + THREAD_SCENARIOS + MEMORY_SCENARIOS + DASK_SCENARIOS
+TORCH_SCENARIOS = ("t1",)  # run only where torch is installed (it is no peer of asyncfork's)
+ALL = ASYNC_SCENARIOS + THREAD_SCENARIOS + MEMORY_SCENARIOS + DASK_SCENARIOS + TORCH_SCENARIOS
 LOOPS = ("asyncio", "uvloop")
 
 
@@ -88,10 +89,11 @@ def jobs(
     Full mode: one process per scenario, for isolation. Quick mode: one process per
     loop kind and pinning, to keep interpreter start-ups out of the minute. The Dask
     scenarios: one process for all of them, unpinned, measuring every loop kind
-    (loop "all"), so that they share one cluster.
+    (loop "all"), so that they share one cluster. The torch scenario: one process of its
+    own, unpinned (its parallel rows need the CPUs), after the others.
     """
     out: list[tuple[tuple[str, ...], str, int | None]] = []
-    local = tuple(s for s in scenarios if s not in DASK_SCENARIOS)
+    local = tuple(s for s in scenarios if s not in DASK_SCENARIOS + TORCH_SCENARIOS)
     for loop in LOOPS:
         for pin in (pin_cpu, None):
             group = tuple(s for s in local if pin is None or s in THREAD_SCENARIOS)
@@ -106,7 +108,18 @@ def jobs(
     dask = tuple(s for s in scenarios if s in DASK_SCENARIOS)
     if dask:
         out.append((dask, "all", None))
+    out += [((s,), "uvloop", None) for s in scenarios if s in TORCH_SCENARIOS]
     return out
+
+
+def without_torch(scenarios: tuple[str, ...]) -> tuple[str, ...]:
+    """The scenarios to run: the torch ones only where torch is installed."""
+    if importlib.util.find_spec("torch") is not None:
+        return scenarios
+    skipped = [s for s in scenarios if s in TORCH_SCENARIOS]
+    if skipped:
+        print(f"skipping {', '.join(skipped)}: torch is not installed", file=sys.stderr)
+    return tuple(s for s in scenarios if s not in TORCH_SCENARIOS)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(scenarios) - set(ALL)
     if unknown:
         p.error(f"unknown scenarios: {sorted(unknown)}; choose from {', '.join(ALL)}")
+    scenarios = without_torch(scenarios)
 
     info = machine()  # before the run: the git state measured
     pin_cpu = min(os.sched_getaffinity(0))

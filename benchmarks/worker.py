@@ -20,6 +20,7 @@ import os
 import statistics
 import sys
 import traceback
+from dataclasses import replace
 from typing import Any
 
 
@@ -63,7 +64,8 @@ def run_scenario(scenario: str, loop: str, cfg: Any, builder: Any) -> dict[str, 
         for impl in live[k:] + live[:k]:
             if impl.name in errors or (impl.samples is not None and r >= impl.samples):
                 continue
-            gc.collect()
+            if scenario != "t1":  # T1's parallel rows paid for the idle CPU during a collect
+                gc.collect()
             v = attempt(impl, f"repeat {r}", impl.measure)
             if v is not None:
                 samples[impl.name].append(float(v))
@@ -132,6 +134,10 @@ def main(argv: list[str] | None = None) -> int:
         "s8": memory_cases.s8,
     }
     scenarios = args.scenarios.split(",")
+    if "t1" in scenarios:  # torch: loaded only here (the runner skips it without torch)
+        from . import torch_cases
+
+        builders["t1"] = torch_cases.t1
     if args.loop == "all":  # the Dask scenarios: loaded only here (distributed starts threads)
         from . import dask_cases
 
@@ -144,14 +150,16 @@ def main(argv: list[str] | None = None) -> int:
     failed = False
     for scenario, loop in plan:
         try:
-            res = run_scenario(scenario, loop, cfg, builders[scenario])
+            # T1 takes more, shorter samples: its rows share the CPUs with each other.
+            run_cfg = replace(cfg, repeats=torch_cases.repeats(cfg)) if scenario == "t1" else cfg
+            res = run_scenario(scenario, loop, run_cfg, builders[scenario])
         except Exception:
             print(f"[{scenario}/{loop}] crashed\n{traceback.format_exc()}", file=sys.stderr)
             failed = True
             continue
         res["pinned"] = args.pin is not None
         res["cpu"] = args.pin
-        res["repeats"] = cfg.repeats
+        res["repeats"] = run_cfg.repeats
         failed = failed or res["errors"] > 0
         out.append(res)
         with open(args.out, "w") as f:  # after each scenario: a later hang loses no results

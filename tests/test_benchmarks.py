@@ -3,9 +3,16 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
-from benchmarks import runner
+import pytest
+
+from benchmarks import runner, torch_cases
 from benchmarks._common import D1_REF, D1_ROW, D2_REF, D2_ROW, D3_REF, D3_ROW
 from benchmarks.report import LOOPS, ratio_spread, speedup_table, target_table
 
@@ -143,3 +150,52 @@ def test_targets_of_scenarios_not_run_are_left_out() -> None:
     rows = [line for line in target_table({"results": results, "mode": "quick"}) if line]
     assert len(rows) == 3  # the header, its rule, and the one target of d2
     assert rows[2].startswith("| Dask: fork + wait one |")
+
+
+def test_the_torch_scenario_runs_alone_unpinned_and_only_with_torch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """T1 (--only t1) runs in a process of its own, never pinned (its forks need the CPUs);
+    without torch the runner leaves it out rather than failing."""
+    for quick in (True, False):
+        jobs = runner.jobs(("s1", "t1", "d1"), 0, quick)
+        assert jobs[-1] == (("t1",), "uvloop", None)
+        assert all("t1" not in group for group, _, _ in jobs[:-1])
+    assert "t1" in runner.ALL
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    assert runner.without_torch(("s1", "t1")) == ("s1",)
+
+
+def test_the_torch_scenario_runs_in_quick_mode() -> None:
+    """Where torch is installed: every row of T1 measures, and the table shows the speed-up
+    of each mode for each workload. In a subprocess: T1 sets torch's thread count."""
+    if importlib.util.find_spec("torch") is None:
+        pytest.skip("torch is not installed (it is installed for Python 3.11 only here)")
+    code = (
+        "import json\n"
+        "from dataclasses import replace\n"
+        "from benchmarks import torch_cases\n"
+        "from benchmarks._common import QUICK\n"
+        "from benchmarks.worker import run_scenario\n"
+        "cfg = replace(QUICK, repeats=torch_cases.repeats(QUICK))\n"
+        "result = run_scenario('t1', 'uvloop', cfg, torch_cases.t1)\n"
+        "result['repeats'] = cfg.repeats\n"
+        "print(json.dumps(result))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-W", "error", "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["errors"] == 0
+    assert len(result["rows"]) == 15
+    assert all(row["median"] > 0 for row in result["rows"])
+    table = torch_cases.speedup_table([result])
+    for workload in ("4-MLP ensemble", "4 conv towers", "8 matmuls"):
+        line = next(line for line in table if line.startswith(f"| {workload} |"))
+        assert "ERROR" not in line
+        assert line.count("×") == 4
