@@ -17,6 +17,7 @@ from ._carriers import carry as carry
 from ._drain import drain as drain
 from ._entry import run as run
 from ._errors import DeadlockError as DeadlockError
+from ._explore import explore as explore
 from ._fork import Forker as Forker
 from ._fork import fork as fork
 from ._future import Future as Future
@@ -29,6 +30,8 @@ from ._run import check_cancelled as check_cancelled
 from ._run import configure as configure
 from ._run import current as current
 from ._run import shutdown as shutdown
+from ._serial import Serial as Serial
+from ._serial import serial as serial
 from ._tree import tree as tree
 from ._version import __version__ as __version__
 from ._wait import AsCompleted as AsCompleted
@@ -72,6 +75,7 @@ __all__ = (
     "Group",
     "Installation",
     "Instrument",
+    "Serial",
     "Trace",
     "TraceSummary",
     "WaitRecord",
@@ -81,10 +85,12 @@ __all__ = (
     "configure",
     "current",
     "drain",
+    "explore",
     "fork",
     "group",
     "instrument",
     "run",
+    "serial",
     "shutdown",
     "trace",
     "tree",

@@ -20,6 +20,7 @@ from . import _instruments, _threads
 from ._caller import trio_token
 from ._errors import DeadlockError, blocks_the_loop
 from ._instruments import HOOKS
+from ._reenter import hidden_loop, wait_for_lock
 from ._scope import CURRENT, check_not_waiting_on_itself
 
 if TYPE_CHECKING:
@@ -34,6 +35,9 @@ def blocking_acquire(lock: threading.Lock, timeout: float | None) -> bool:
     if pool is None:
         pool = _threads._local.lender  # a Dask task's thread (asyncfork.dask), else None
         if pool is None:
+            loop = hidden_loop()  # a serial sync fork on its loop's thread: step that loop
+            if loop is not None:
+                return wait_for_lock(lock, timeout, loop)
             return _threads.acquire(lock, timeout)
         if lock.acquire(blocking=False):
             return True  # no need to block: keep the slot

@@ -33,6 +33,9 @@ from ._launch import launch, post_launch
 from ._mailbox import LoopClosing
 from ._runner import ROOTS, background_loop, roots_of
 from ._scope import CURRENT, Node
+from ._serial import ON as SERIAL
+from ._serial import serial_here
+from ._serial_fork import run_serially
 from ._thread_fork import cancel_sync, submit_item, sync_returned
 from ._threads import WorkItem
 from ._torchscript import TorchScriptLauncher, launches_at_once, torchscript_executor
@@ -275,6 +278,13 @@ class Forker:
         try:
             if HOOKS:  # the one test instruments cost when none is installed
                 _instruments.call("fork_made", fut)
+            # Serial mode (af.serial()): one test of an empty list while it is unused.
+            if (
+                SERIAL
+                and serial_here()
+                and run_serially(fut, func, args, kwargs, kind, running, deadline)
+            ):
+                return fut
             if kind == COROUTINE:
                 fut._canceller = cancel_coroutine
                 if (

@@ -30,6 +30,8 @@ from ._mailbox import (
     refuse_roots,
 )
 from ._scope import Node, joined_future
+from ._serial import ON as SERIAL
+from ._serial import serial_here
 
 if TYPE_CHECKING:
     from ._future import Future
@@ -56,6 +58,8 @@ def new_event_loop() -> AbstractEventLoop:
         choice = os.environ.get("ASYNCFORK_LOOP") or None
         if choice is not None and choice not in _LOOP_KINDS:
             raise ValueError(f"ASYNCFORK_LOOP must be 'asyncio' or 'uvloop', not {choice!r}")
+    if choice is None and SERIAL and serial_here():
+        choice = "asyncio"  # serial mode steps its loops from inside fork(): uvloop cannot
     if callable(choice):
         return choice()
     if choice in (None, "uvloop"):

@@ -65,6 +65,8 @@ def wait_in_slices(attempt: Callable[[float], bool], timeout: float | None) -> b
     """
     if timeout is not None and timeout >= _TIMEOUT_MAX:
         timeout = None
+    if _local.turn is not None:  # a sync fork run by schedule exploration: its loop decides
+        return bool(_local.turn.wait(attempt, timeout))
     if threading.current_thread() is not threading.main_thread():
         return attempt(-1 if timeout is None else timeout)
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -170,6 +172,8 @@ class _Local(threading.local):
     # A slot this thread lends while it blocks, if it is another pool's (a Dask task's
     # thread running its fork: asyncfork.dask), with lend_slot() and reclaim_slot().
     lender: Any = None
+    # On a thread schedule exploration runs a sync fork in: its turn (asyncfork._explore_loop).
+    turn: Any = None
 
 
 _local = _Local()
@@ -237,6 +241,8 @@ class Pool:
             _fail(failed)
 
     def submit(self, item: WorkItem) -> None:
+        if explore_submit is not None and explore_submit(item):
+            return  # a fork of an exploring loop: that loop runs it (asyncfork._explore_loop)
         with self._lock:
             if item.state != CREATED:
                 return  # dropped (cancelled) on its way here
@@ -481,6 +487,9 @@ def _fail(failed: list[tuple[WorkItem, BaseException]]) -> None:
         item.kwargs = {}
         item.finish(item, None, error)
 
+
+# Set while an exploring loop is open: True if it took the item (that loop runs it).
+explore_submit: Callable[[WorkItem], bool] | None = None
 
 _pool: Pool | None = None
 _pool_lock = threading.Lock()

@@ -211,6 +211,14 @@ def wait(
     the other forks go on; with ``return_exceptions=True`` exceptions (and
     ``CancelledError`` for cancelled forks) are put in the list instead.
     ``timeout`` only observes: ``TimeoutError`` is raised and the work goes on.
+
+    Raises:
+        BaseException: the first failure of the forks, as the fork raised it
+            (``asyncio.CancelledError`` for a cancelled one), unless ``return_exceptions``.
+        TimeoutError: ``timeout`` seconds passed first; the forks go on.
+        DeadlockError: in sync code on a thread that runs an event loop, for a Future
+            that is not done yet.
+        TypeError: for an argument that is not a Future or an iterable of Futures.
     """
     futs, single = _as_futures(fut_or_iterable, "wait()")
     timeout = check_timeout(timeout, "wait(timeout=...)")
@@ -272,6 +280,12 @@ def wait_async(
     ``timeout`` that only observes); works under asyncio and trio, from any coroutine.
     Cancelling the awaiting task leaves the forks running. Bad arguments raise here,
     at the call.
+
+    Raises:
+        BaseException: from the await, the first failure of the forks, as in ``wait``.
+        TimeoutError: from the await, when ``timeout`` seconds passed first.
+        TypeError: at the call, for an argument that is not a Future or an iterable of
+            Futures.
     """
     futs, single = _as_futures(fut_or_iterable, "wait_async()")
     timeout = check_timeout(timeout, "wait_async(timeout=...)")
@@ -344,7 +358,10 @@ class AsCompleted(Iterator[Future[T]]):
             # No helping: a call run inline would hold back the Futures that finish
             # meanwhile, out of completion order; the worker lends its slot instead.
             for fut in self._futs:
-                fut.add_done_callback(done.put)
+                if fut.done():  # its callback would be scheduled on its loop: maybe this
+                    done.put(fut)  # very thread, blocked below (a serial sync fork's)
+                else:
+                    fut.add_done_callback(done.put)
         pool = _threads.slot_lender()  # a Dask task lends its slot too
         if pool is not None:
             pool.lend_slot()
@@ -403,5 +420,12 @@ def as_completed(futs: Iterable[Future[T]], *, timeout: float | None = None) -> 
 
     ``timeout`` counts from this call; past it the iteration raises ``TimeoutError``
     (the forks go on).
+
+    Raises:
+        TimeoutError: from the iteration, once ``timeout`` seconds have passed.
+        DeadlockError: from ``for`` in sync code on a thread that runs an event loop,
+            when the next Future is not done yet: write ``async for``.
+        RuntimeError: from ``async for`` where no asyncio loop runs (under trio).
+        TypeError: for an argument that is not an iterable of Futures.
     """
     return AsCompleted(futs, timeout)

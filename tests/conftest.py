@@ -3,11 +3,12 @@
 Event loops
 -----------
 Every async test runs twice: on the stock asyncio loop (id ``asyncio``) and on
-uvloop (id ``uvloop``). This uses pytest-asyncio's ``pytest_asyncio_loop_factories``
-hook (pytest-asyncio >= 1.4, pinned in pyproject.toml). The older approach,
-overriding the ``event_loop_policy`` fixture, emits a PytestDeprecationWarning
-since 1.4, which ``filterwarnings = ["error"]`` turns into an error; it is also
-built on event loop policies, which Python 3.14 deprecates.
+uvloop (id ``uvloop``). asyncfork's own pytest plugin does it, told by the
+``asyncfork_loops`` ini option in pyproject.toml, through pytest-asyncio's
+``pytest_asyncio_loop_factories`` hook (pytest-asyncio >= 1.4, pinned there). The
+older approach, overriding the ``event_loop_policy`` fixture, emits a
+PytestDeprecationWarning since 1.4, which ``filterwarnings = ["error"]`` turns into
+an error; it is also built on event loop policies, which Python 3.14 deprecates.
 
 Sync tests that need asyncfork's own loops on both kinds take the ``loop_kind``
 fixture.
@@ -30,7 +31,7 @@ import asyncio
 import os
 import sys
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -39,29 +40,6 @@ import pytest
 from dask_fixtures import dask_client  # noqa: F401
 
 _ON_WINDOWS = sys.platform == "win32"
-
-
-def _asyncio_loop() -> asyncio.AbstractEventLoop:
-    # Built directly (not via the policy) so that a policy left behind by
-    # anything else can never turn this into a uvloop loop.
-    if sys.platform == "win32":  # spelled out so type checkers narrow the platform
-        return asyncio.ProactorEventLoop()
-    return asyncio.SelectorEventLoop()
-
-
-def _uvloop_loop() -> asyncio.AbstractEventLoop:
-    import uvloop  # a runtime dependency off Windows: fail loudly if missing
-
-    return uvloop.new_event_loop()
-
-
-def pytest_asyncio_loop_factories(
-    config: pytest.Config, item: pytest.Item
-) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
-    factories: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {"asyncio": _asyncio_loop}
-    if not _ON_WINDOWS:
-        factories["uvloop"] = _uvloop_loop
-    return factories
 
 
 @pytest.fixture(
@@ -112,27 +90,13 @@ def _shutdown(**options: Any) -> None:
 
 
 @pytest.fixture
-def one_worker() -> Iterator[None]:
-    """At most one sync fork runs at once; the default limit is restored afterwards."""
-    import asyncfork
-
-    asyncfork.configure(workers=1)
-    try:
-        yield
-    finally:
-        asyncfork.configure(workers=None)
+def one_worker(af_one_worker: None) -> None:
+    """At most one sync fork runs at once: the plugin's ``af_one_worker``."""
 
 
 @pytest.fixture
-def two_workers() -> Iterator[None]:
-    """At most two sync forks run at once; the default limit is restored afterwards."""
-    import asyncfork
-
-    asyncfork.configure(workers=2)
-    try:
-        yield
-    finally:
-        asyncfork.configure(workers=None)
+def two_workers(af_two_workers: None) -> None:
+    """At most two sync forks run at once: the plugin's ``af_two_workers``."""
 
 
 @pytest.fixture(autouse=True)

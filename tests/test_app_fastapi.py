@@ -202,6 +202,7 @@ async def test_anyio_worker_root_forks_are_joined_and_failures_never_lost() -> N
     await within(drained)
 
 
+@pytest.mark.asyncfork_no_leak_check  # its subject is a failure nobody retrieves
 async def test_anyio_worker_root_failure_nobody_retrieved_is_logged(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -178,6 +178,7 @@ def test_fork_made_runs_in_the_forking_code_context():
     assert seen == ["caller"]
 
 
+@pytest.mark.asyncfork_no_leak_check  # its subject is a failure nobody retrieves
 async def test_fork_finished_gives_the_outcome_without_retrieving_it(caplog):
     seen: dict[af.Future[Any], Any] = {}
 

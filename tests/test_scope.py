@@ -494,6 +494,7 @@ def test_detached_fork_from_sync_fork_is_a_root_fork(loop_kind):
 # -- never-retrieved root failures ---------------------------------------------------------
 
 
+@pytest.mark.asyncfork_no_leak_check  # its subject is a failure nobody retrieves
 async def test_unretrieved_root_failure_is_logged_once_on_gc(caplog):
     """A root fork that fails and is never retrieved is reported once when collected."""
 
@@ -516,6 +517,7 @@ async def test_unretrieved_root_failure_is_logged_once_on_gc(caplog):
     assert isinstance(records[0].exc_info[1], ValueError)
 
 
+@pytest.mark.asyncfork_no_leak_check  # its subject is a failure nobody retrieves
 @pytest.mark.parametrize("kind", ["coroutine", "sync"])
 def test_never_retrieved_root_failure_is_logged_without_cyclic_gc(loop_kind, kind, caplog):
     """Root forks that fail and are never retrieved are reported once, through the logger

@@ -115,6 +115,7 @@ def test_a_failure_reaches_the_trio_task_as_it_is() -> None:
                 await af.wait_async([slow, af.fork(boom)])
         finally:
             gate.set()
+            await slow  # nothing is left running when the test ends
 
     with pytest.raises(KeyError) as info:
         trio.run(main)

@@ -256,8 +256,10 @@ async def test_wait_async_rejects_bad_arguments_at_the_call() -> None:
     """Wrong input raises at the call, before any await; a rejected coroutine is closed."""
     with pytest.raises(TypeError, match=r"wait_async\(\) takes"):
         af.wait_async(three())  # type: ignore[call-overload]
+    fut = af.fork(three)
     with pytest.raises(ValueError, match=r"wait_async\(timeout=\.\.\.\)"):
-        af.wait_async(af.fork(three), timeout=-1)
+        af.wait_async(fut, timeout=-1)
+    assert await fut == 3
 
 
 async def test_cancelling_wait_async_leaves_the_forks_running() -> None:
