@@ -1,18 +1,20 @@
 # Usage:
-#   make demo | test | lint | clean
+#   make demo | test | lint | docs | dist | clean
+#   make demo DEMO_ARGS="-o trace-dir"             keep the demo's trace files there
 #   make test PYTEST_ARGS="--cov=asyncfork"      extra pytest arguments
 #   make test PYTHON=python3.13 VENV=.venv313    another interpreter, separate venv
 PYTHON ?= python3
 VENV ?= .venv
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
+DEMO_ARGS ?=
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 .DELETE_ON_ERROR:
 .DEFAULT_GOAL := test
-.PHONY: demo test lint clean browser bench
+.PHONY: demo test lint docs dist clean browser bench
 
 VPY := $(VENV)/bin/python
 
@@ -25,12 +27,21 @@ $(VENV)/.venv-ok:
 	touch $@
 
 # One stamp per set of extras; re-installs only when pyproject.toml changes.
+# The demo needs the package and its runtime dependencies only (attrs, uvloop): a few seconds.
+$(VENV)/.stamp-run: pyproject.toml $(VENV)/.venv-ok
+	$(VPY) -m pip install -q -e .
+	touch $@
+
 $(VENV)/.stamp-test: pyproject.toml $(VENV)/.venv-ok
 	$(VPY) -m pip install -q -e '.[test]'
 	touch $@
 
 $(VENV)/.stamp-lint: pyproject.toml $(VENV)/.venv-ok
 	$(VPY) -m pip install -q -e '.[test,dev]'
+	touch $@
+
+$(VENV)/.stamp-docs: pyproject.toml $(VENV)/.venv-ok
+	$(VPY) -m pip install -q -e '.[docs]'
 	touch $@
 
 $(VENV)/.stamp-bench: pyproject.toml $(VENV)/.venv-ok
@@ -41,8 +52,21 @@ $(VENV)/.stamp-bench: pyproject.toml $(VENV)/.venv-ok
 bench: $(VENV)/.stamp-bench
 	$(VPY) -m benchmarks $(BENCH_ARGS)
 
-demo: $(VENV)/.stamp-test
-	$(VPY) -m asyncfork demo
+demo: $(VENV)/.stamp-run
+	$(VPY) -m asyncfork demo $(DEMO_ARGS)
+
+# The docs site (Sphinx, furo, MyST) into build/docs/html, from scratch (-E: no page's
+# warnings hidden by a cache), offline. Warnings are errors: a broken cross-reference, a
+# relative link to a missing page or heading, or a public name left out of the API reference.
+docs: $(VENV)/.stamp-docs
+	$(VPY) -m sphinx -b html -E -W --keep-going -q docs build/docs/html
+	@echo "docs: open build/docs/html/index.html"
+
+# The wheel and the sdist into dist/, checked as an index would check them.
+dist: $(VENV)/.stamp-lint
+	rm -rf dist
+	$(VPY) -m build --outdir dist .
+	$(VENV)/bin/twine check --strict dist/*
 
 # The HTML trace view is tested in a real browser: Debian's Chromium (no browser download).
 # Installed here when missing, so that `make test` sets up everything it needs.

@@ -1,4 +1,5 @@
-"""``python -m asyncfork demo`` and ``python -m asyncfork trace [-o DIR] script.py [args...]``."""
+"""The command line: ``python -m asyncfork demo [-o DIR]``, and
+``python -m asyncfork trace [-o DIR] script.py [args...]``."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import sys
 import traceback
 from typing import NoReturn
 
-USAGE = "python -m asyncfork demo | trace [-o DIR] script.py [args...]"
+USAGE = "python -m asyncfork demo [-o DIR] | trace [-o DIR] script.py [args...]"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -22,7 +23,17 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m asyncfork", usage=USAGE)
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    commands.add_parser("demo", help="see asyncfork at work (about 5 s)")
+    demo = commands.add_parser(
+        "demo", usage="python -m asyncfork demo [-o DIR]", help="see asyncfork at work (about 5 s)"
+    )
+    demo.add_argument(
+        "-o",
+        "--output",
+        metavar="DIR",
+        default=None,
+        help="keep the trace of part 4 (trace.html, trace.json) in DIR "
+        "(default: a temporary folder, removed at the end)",
+    )
     trace = commands.add_parser(
         "trace",
         usage="python -m asyncfork trace [-o DIR] script.py [args...]",
@@ -45,7 +56,7 @@ def main(argv: list[str]) -> int:
     if options.command == "demo":
         from ._demo import main as demo
 
-        demo()
+        demo(options.output)
         return 0
     return trace_script(options.script, options.args, options.output)
 

@@ -246,6 +246,10 @@ def carry(carrier: object) -> Carrying:
     ``af.carry(c)`` keeps it until ``.remove()``; ``with af.carry(c):`` removes it
     when the block ends. Raises ``TypeError`` for an object that lacks one of the
     methods and ``RuntimeError`` if it is installed already.
+
+    Raises:
+        TypeError: ``carrier`` lacks one of the three methods.
+        RuntimeError: ``carrier`` is installed already.
     """
     add(carrier)
     return Carrying(carrier)

@@ -4,7 +4,9 @@ Every simulated call measures how long it took; the "sequential" figure is the
 sum of those durations (what running the calls one after another would take),
 set against the wall time the forked version needed. The blocking calls also
 count how many of them ran at once: with the default worker limit (40) all 24
-run in one wave. A fourth part traces the crawl and shows its work/span profile.
+run in one wave. A fourth part traces the crawl and shows its work/span profile;
+its trace files go to the folder the user names (``demo -o DIR``), else to a
+temporary folder that is removed before the demo ends.
 A fifth runs a CPU-bound pure-Python fan-out sequentially, in threads and on an
 embedded Dask cluster (when ``distributed`` is installed), and prints the speed-ups
 measured.
@@ -34,7 +36,7 @@ TREE_DEPTH = 3
 TREE_FANOUT = 3
 TREE_SECONDS = 0.05
 CPU_CALLS = 8
-CPU_SECONDS = 0.15  # each CPU-bound call's length, sized on this machine
+CPU_SECONDS = 0.1  # each CPU-bound call's length, sized on this machine
 
 
 class Stopwatch:
@@ -131,7 +133,8 @@ def _report(title: str, run: Callable[[Stopwatch], Any], what: str) -> None:
     )
 
 
-def main() -> None:
+def main(trace_dir: str | None = None) -> None:
+    """Run the five parts; part 4 writes its trace files into ``trace_dir`` when given."""
     print("asyncfork demo — every figure below is measured in this run\n")
     _report(
         "1. async app: fork 50 simulated 100 ms I/O calls, then await them",
@@ -149,21 +152,21 @@ def main() -> None:
         lambda watch: af.run(crawl, "/", TREE_DEPTH, watch),
         "{result} pages crawled, {calls} fetches",
     )
-    _trace_crawl()
+    _trace_crawl(trace_dir)
     _scale_out()
     af.shutdown()
 
 
-def _trace_crawl() -> None:
-    """Part 4: the crawl again, under ``af.trace()``: its profile, and its timeline as HTML."""
+def _trace_crawl(trace_dir: str | None) -> None:
+    """Part 4: the crawl again, under ``af.trace()``: its profile, and its timeline as HTML.
+
+    The files go to ``trace_dir`` (made if missing); without one, to a temporary folder
+    that is removed here, after saying how to keep them.
+    """
     watch = Stopwatch()
     with af.trace() as t:
         af.run(crawl, "/", TREE_DEPTH, watch)
     s = t.summary(show=False)
-    directory = tempfile.mkdtemp(prefix="asyncfork-demo-")
-    html = os.path.join(directory, "trace.html")
-    written = t.to_html(html)
-    t.to_chrome_trace(os.path.join(directory, "trace.json"))
     print("4. tracing: the crawl of part 3 again, under af.trace()")
     print(
         f"  {s.forks} forks in {s.wall:.3f} s: work {s.work * 1000:.1f} ms, "
@@ -171,10 +174,28 @@ def _trace_crawl() -> None:
         f"concurrency {s.concurrency:.1f}x"
     )
     print("  (the crawl mostly waits: little work, many forks alive at once)")
-    if written:
+    if trace_dir is None:
+        with tempfile.TemporaryDirectory(prefix="asyncfork-demo-") as directory:
+            written = _write_trace(t, directory)
+        if written:
+            print(
+                "  its timeline (trace.html) and Chrome trace (trace.json) were written to a "
+                "temporary\n  folder, now removed: `python -m asyncfork demo -o DIR` keeps them"
+            )
+        return
+    os.makedirs(trace_dir, exist_ok=True)
+    if _write_trace(t, trace_dir):
+        html = os.path.join(trace_dir, "trace.html")
         print(f"  open {html} in a browser (trace.json beside it loads in ui.perfetto.dev)")
-    else:
-        print("  (the HTML view could not be written)")
+
+
+def _write_trace(t: af.Trace, directory: str) -> bool:
+    """Write trace.html and trace.json into ``directory``; False (said) if either failed."""
+    written = t.to_html(os.path.join(directory, "trace.html"))
+    written = t.to_chrome_trace(os.path.join(directory, "trace.json")) and written
+    if not written:
+        print("  (the trace files could not be written)")
+    return written
 
 
 def burn(n: int) -> int:

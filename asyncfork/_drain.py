@@ -34,6 +34,11 @@ async def drain(*, cancel: bool = False, timeout: float | None = None) -> None: 
     ``await af.drain(cancel=True, timeout=...)`` next to cancel them). Raises
     :class:`~asyncfork.DeadlockError` in a fork or group of this loop, which would
     wait for itself.
+
+    Raises:
+        TimeoutError: ``timeout`` seconds passed first; the forks go on.
+        DeadlockError: awaited in a fork or group of the loop it drains.
+        RuntimeError: awaited where no asyncio event loop runs.
     """
     timeout = check_timeout(timeout, "drain(timeout=...)")
     cancel = check_bool(cancel, "drain(cancel=...)")

@@ -41,6 +41,13 @@ def run(func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
     With the environment variable ``ASYNCFORK_TRACE=DIR`` set (and no trace
     active), the run is traced and ``DIR/trace.json`` and ``DIR/trace.html`` are
     written at its end.
+
+    Raises:
+        BaseException: what ``func`` raised, or the unretrieved failures of its
+            children (an ``ExceptionGroup``), as its Future would.
+        KeyboardInterrupt: on Ctrl-C, after everything was cancelled and cleaned up.
+        RuntimeError: when called on a thread whose event loop is running.
+        TypeError: for a coroutine object (``af.run(main())``): pass the function.
     """
     if isinstance(cast(object, func), CoroutineType):  # af.run(main()): name af.run
         reject_coroutine_object(func, "run")

@@ -266,6 +266,12 @@ class Future(Node, Generic[T_co]):
         cancelled, or ``TimeoutError`` if ``timeout`` seconds pass first (the
         fork goes on). On a thread that runs an event loop, an unfinished
         Future raises :class:`~asyncfork.DeadlockError`: write ``await fut``.
+
+        Raises:
+            BaseException: the fork's own exception, as it raised it.
+            asyncio.CancelledError: the fork was cancelled.
+            TimeoutError: ``timeout`` seconds passed first; the fork goes on.
+            DeadlockError: the Future is not done, on a thread that runs an event loop.
         """
         if timeout is not None:
             timeout = check_timeout(timeout, "result(timeout=...)")
@@ -279,6 +285,11 @@ class Future(Node, Generic[T_co]):
         """Return the fork's exception (``None`` if it returned), blocking like :meth:`result`.
 
         Raises ``asyncio.CancelledError`` if the fork was cancelled.
+
+        Raises:
+            asyncio.CancelledError: the fork was cancelled.
+            TimeoutError: ``timeout`` seconds passed first; the fork goes on.
+            DeadlockError: the Future is not done, on a thread that runs an event loop.
         """
         if timeout is not None:
             timeout = check_timeout(timeout, "exception(timeout=...)")

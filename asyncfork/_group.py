@@ -434,5 +434,13 @@ def group(
     - ``eager``: the default of ``fork.options(eager=...)`` for forks made in it (a
       coroutine fork then runs up to its first suspension inside ``fork()``; Python
       3.12+). ``None`` follows ``af.configure(eager=...)``.
+
+    Raises:
+        BaseExceptionGroup: at the block's exit, the failures of the children (and of
+            the body), once every child has finished.
+        TimeoutError: at the block's exit, when ``timeout`` passed first.
+        DeadlockError: entering ``with`` on a thread that runs an event loop: write
+            ``async with``.
+        TypeError: for an option of the wrong type (``ValueError`` for one out of range).
     """
     return Group(limit=limit, timeout=timeout, name=name, eager=eager)

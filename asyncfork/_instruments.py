@@ -210,6 +210,10 @@ def instrument(instrument: object) -> Installation:
     ``af.instrument(x)`` keeps it until ``.remove()``; ``with af.instrument(x):``
     removes it when the block ends. Raises ``TypeError`` for an object with no
     hook and ``RuntimeError`` if it is installed already.
+
+    Raises:
+        TypeError: ``instrument`` has none of the hooks.
+        RuntimeError: ``instrument`` is installed already.
     """
     add(instrument)
     return Installation(instrument)

@@ -114,6 +114,10 @@ def check_cancelled() -> None:
     A running sync function cannot be interrupted; call this at convenient
     points to stop early. Raises ``RuntimeError`` anywhere but in a sync fork's
     thread (in a coroutine, cancellation arrives at the next ``await``).
+
+    Raises:
+        asyncio.CancelledError: the fork running this code was cancelled.
+        RuntimeError: called anywhere but in a sync fork's thread.
     """
     item = _threads.running_item()
     if item is None:
@@ -147,6 +151,10 @@ def configure(
     - ``eager``: the default of ``fork.options(eager=...)`` for every loop: ``True``
       runs a coroutine fork made on its loop's thread up to its first suspension
       inside ``fork()`` (Python 3.12+; 3.11 starts it lazily). Default ``False``.
+
+    Raises:
+        TypeError: for a value of the wrong type.
+        ValueError: for an unknown loop name or a worker count below 1.
     """
     if loop is not _UNSET:
         _runner.set_loop_choice(loop)
@@ -166,5 +174,10 @@ def shutdown(*, cancel: bool = False, timeout: float | None = None) -> None:
     pass first. Any later use of asyncfork restarts them. On a thread that runs an
     event loop it raises :class:`~asyncfork.DeadlockError`: write
     ``await asyncio.to_thread(af.shutdown)``.
+
+    Raises:
+        TimeoutError: ``timeout`` seconds passed before the forks finished.
+        DeadlockError: called on a thread that runs an event loop.
+        TypeError: for a ``timeout`` that is not a number (``ValueError`` if negative).
     """
     _runner.shutdown(cancel=cancel, timeout=timeout)

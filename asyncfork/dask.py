@@ -52,6 +52,10 @@ def connect(
     :func:`local_cluster`. A scheduler that does not answer within ``timeout`` seconds
     raises ``ConnectionError``. The client is closed at the end of the block (a cluster
     it did not start goes on running).
+
+    Raises:
+        ConnectionError: on entering the block, when no scheduler answered at ``address``
+            within ``timeout`` seconds.
     """
     return _connect(address, timeout=timeout)
 
@@ -63,6 +67,9 @@ def use(client: distributed.Client | None) -> AbstractContextManager[None]:
     in the forks and tasks started from there, which inherit the context. Coroutine forks
     still run on their event loop. ``use(None)`` sends sync forks to asyncfork's worker
     threads again inside an outer ``use``.
+
+    Raises:
+        TypeError: ``client`` is neither a ``distributed.Client`` nor ``None``.
     """
     return _scope(None if client is None else ClusterExecutor(_checked(client)))
 

@@ -162,7 +162,11 @@ class ForkProgress(Instrument):
     # -- starting and closing ------------------------------------------------------
 
     def start(self) -> ForkProgress:
-        """Make the bar (unless one was given), install the instrument, start updating."""
+        """Make the bar (unless one was given), install the instrument, start updating.
+
+        Raises:
+            RuntimeError: this ForkProgress was started before (make a new one).
+        """
         if self._state != _NOT_STARTED:
             raise RuntimeError("a ForkProgress starts once; make a new one for each use")
         if self._bar is None:
@@ -295,5 +299,8 @@ def bar(
 
     ``tqdm_kwargs`` go to ``tqdm.auto.tqdm`` (``desc``, ``file``, ``leave``, ``disable``,
     ...); the other arguments are :class:`ForkProgress`'s.
+
+    Raises:
+        ValueError: for a ``forks`` selection or an ``interval`` that is not allowed.
     """
     return ForkProgress(total=total, forks=forks, prefix=prefix, interval=interval, **tqdm_kwargs)

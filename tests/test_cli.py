@@ -110,7 +110,7 @@ def test_no_command_prints_usage_with_both_commands() -> None:
         cwd=ROOT,
     )
     assert result.returncode == 2
-    assert "usage: python -m asyncfork demo | trace [-o DIR] script.py" in result.stderr
+    assert "usage: python -m asyncfork demo [-o DIR] | trace [-o DIR] script.py" in result.stderr
 
 
 def test_unknown_command_prints_usage() -> None:

@@ -1,8 +1,11 @@
-"""`python -m asyncfork demo` runs the three uses and reports honest timings; its fifth part
-runs a CPU-bound fan-out sequentially, in threads and on an embedded Dask cluster."""
+"""`python -m asyncfork demo` runs the three uses and reports honest timings; its fourth part
+traces a run and keeps the trace only where asked (`-o DIR`); its fifth part runs a CPU-bound
+fan-out sequentially, in threads and on an embedded Dask cluster."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import subprocess
 import sys
@@ -13,15 +16,17 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_demo_runs_and_reports_each_use() -> None:
+def test_demo_runs_and_reports_each_use(tmp_path: Path) -> None:
     """The demo prints each use with its wall time, sequential time and speed-up; its 24
-    blocking calls run in one wave (the default worker limit is 40)."""
+    blocking calls run in one wave (the default worker limit is 40). Without `-o` it leaves
+    no folder of its own behind in the temporary directory."""
     result = subprocess.run(
         [sys.executable, "-W", "error", "-m", "asyncfork", "demo"],
         capture_output=True,
         text=True,
         timeout=60,
         cwd=ROOT,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
     )
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
@@ -35,6 +40,37 @@ def test_demo_runs_and_reports_each_use() -> None:
         # Concurrency, not a timing target: forked work overlaps, sequential work would not.
         assert float(wall) < float(sequential)
     check_scale_out(out, cluster=True)
+    assert (
+        "were written to a temporary\n  folder, now removed: `python -m asyncfork demo -o DIR`"
+        in out
+    )
+    assert list(tmp_path.glob("asyncfork-demo-*")) == []
+
+
+def test_demo_writes_its_trace_where_asked(tmp_path: Path) -> None:
+    """`demo -o DIR`: part 4 makes DIR and writes the crawl's trace.html and trace.json there."""
+    out_dir = tmp_path / "made" / "here"
+    code = f"from asyncfork import _demo\n_demo._trace_crawl({str(out_dir)!r})\n"
+    result = subprocess.run(
+        [sys.executable, "-W", "error", "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"open {out_dir / 'trace.html'} in a browser" in result.stdout
+    assert "<html" in (out_dir / "trace.html").read_text(encoding="utf-8").lower()
+    events = json.loads((out_dir / "trace.json").read_text(encoding="utf-8"))["traceEvents"]
+    assert sum(1 for e in events if e.get("ph") == "X" and e["name"] == "crawl") == 40
+
+
+def test_demo_option_names_the_trace_folder() -> None:
+    """The command line passes `-o DIR` to the demo; without it, no folder is named."""
+    from asyncfork.__main__ import _parser
+
+    assert _parser().parse_args(["demo", "-o", "out"]).output == "out"
+    assert _parser().parse_args(["demo"]).output is None
 
 
 def check_scale_out(out: str, *, cluster: bool) -> None:

@@ -334,6 +334,9 @@ def trace() -> Trace:
     Then ``t.summary()`` prints and returns the work/span profile,
     ``t.to_chrome_trace(path)``, ``t.to_html(path)`` and ``t.to_dot(path)`` export
     it. One trace can be active at a time.
+
+    Raises:
+        RuntimeError: entering it while another trace is active.
     """
     return Trace()
 
