@@ -313,10 +313,9 @@ def test_a_sync_fork_cancelled_before_the_loop_runs_it_never_runs():
     assert ran == []
 
 
-def test_a_sync_fork_that_needs_the_loop_outside_asyncfork_is_let_go(monkeypatch):
-    """A sync fork waiting on a threading.Event that a coroutine sets would hang a paused
-    loop: after TURN_SECONDS it runs alongside, and a failure says the replay may differ."""
-    monkeypatch.setattr(_explore_loop, "TURN_SECONDS", 0.05)
+def _needs_the_loop_outside_asyncfork(error: BaseException):
+    """A program whose sync fork waits on a threading.Event that a coroutine fork sets
+    (which would hang a paused loop), then raises ``error``."""
     started, event = threading.Event(), threading.Event()
 
     def waits():
@@ -330,10 +329,17 @@ def test_a_sync_fork_that_needs_the_loop_outside_asyncfork_is_let_go(monkeypatch
         sync = af.fork(waits)
         assert await asyncio.to_thread(started.wait, T)  # a thread outside asyncfork
         await af.wait_async([sync, af.fork(sets)])
-        raise ValueError("after the run")
+        raise error
 
+    return main
+
+
+def test_a_sync_fork_that_needs_the_loop_outside_asyncfork_is_let_go(monkeypatch):
+    """Such a sync fork would hang a paused loop: after TURN_SECONDS it runs alongside,
+    and a failure says the replay may differ."""
+    monkeypatch.setattr(_explore_loop, "TURN_SECONDS", 0.05)
     with pytest.raises(ValueError) as info:
-        run_once(main, 0)
+        run_once(_needs_the_loop_outside_asyncfork(ValueError("after the run")), 0)
     assert "did not control all of this run" in "\n".join(info.value.__notes__)
 
 
@@ -673,23 +679,8 @@ def test_explore_takes_runs_as_an_int_only():
 def test_a_keyboard_interrupt_is_not_a_failing_schedule(monkeypatch):
     """Ctrl-C stops the exploration as it is: no note saying a replay may differ."""
     monkeypatch.setattr(_explore_loop, "TURN_SECONDS", 0.05)
-    started, event = threading.Event(), threading.Event()
-
-    def waits():
-        started.set()
-        assert event.wait(T)
-
-    async def sets():
-        event.set()
-
-    async def main():
-        sync = af.fork(waits)
-        assert await asyncio.to_thread(started.wait, T)
-        await af.wait_async([sync, af.fork(sets)])
-        raise KeyboardInterrupt
-
     with pytest.raises(KeyboardInterrupt) as info:
-        af.explore(main, runs=3)
+        af.explore(_needs_the_loop_outside_asyncfork(KeyboardInterrupt()), runs=3)
     assert not getattr(info.value, "__notes__", None)
 
 
