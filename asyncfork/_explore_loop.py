@@ -271,11 +271,7 @@ class _Turn(_threads.Pool):
         cond = self._forks.cond
         with cond:
             if self.state != _LENDING:  # a wait that does not lend (or let go): just wait
-                cond.release()
-                try:
-                    return attempt(-1 if timeout is None else timeout)
-                finally:
-                    cond.acquire()
+                return self._unlocked(attempt, timeout)
             self._attempt, self._result, self.state = attempt, False, _BLOCKED
             cond.notify_all()
             timed_out = False
@@ -286,15 +282,22 @@ class _Turn(_threads.Pool):
                 cond.wait_for(self._turn_or_free)
             self._attempt = None
             if self._let_go() and not (self._result or timed_out):  # the loop closed
-                cond.release()
-                try:
-                    return attempt(-1 if timeout is None else timeout)
-                finally:
-                    cond.acquire()
+                return self._unlocked(attempt, timeout)
             return self._result
 
     def _let_go(self) -> bool:
+        # A method, not `self.state == _FREE` inline: the loop's thread changes the state
+        # while this one waits, which a type checker's narrowing cannot know.
         return self.state == _FREE
+
+    def _unlocked(self, attempt: Callable[[float], bool], timeout: float | None) -> bool:
+        """The wait itself, in this thread, the condition's lock released meanwhile."""
+        cond = self._forks.cond
+        cond.release()
+        try:
+            return attempt(-1 if timeout is None else timeout)
+        finally:
+            cond.acquire()
 
     def _turn_or_free(self) -> bool:
         return self.state in (_RUNNING, _FREE)

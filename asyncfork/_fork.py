@@ -36,8 +36,7 @@ from ._scope import CURRENT, Node
 from ._serial import ON as SERIAL
 from ._serial import serial_here
 from ._serial_fork import run_serially
-from ._thread_fork import cancel_sync, submit_item, sync_returned
-from ._threads import WorkItem
+from ._thread_fork import new_item, submit_item, sync_returned
 from ._torchscript import TorchScriptLauncher, launches_at_once, torchscript_executor
 from ._trio import coroutine_fork_error
 
@@ -327,11 +326,7 @@ class Forker:
                     start(fut)
                     return fut
             else:
-                fut._canceller = cancel_sync
-                context = copy_context()
-                context.run(CURRENT.set, fut)
-                item = WorkItem(fut, func, args, kwargs, context, sync_returned)
-                fut._item = item
+                item = new_item(fut, func, args, kwargs, copy_context(), sync_returned)
                 if not on_loop and deadline is None and scope._admits_at_once:
                     # From another thread, queue it at once: it need not wait for a busy loop,
                     # and a worker about to wait on it can run it inline. Only the

@@ -33,7 +33,7 @@ from ._future import PENDING, Future
 from ._mailbox import post
 from ._runner import ROOTS
 from ._scope import Node, current_fork
-from ._tree import _copy, _render
+from ._tree import _copy, _render, pending_under
 
 # How long the cleanup waits for the leftovers it cancelled to finish (a running sync
 # call cannot be interrupted: it ends when it returns).
@@ -62,7 +62,7 @@ class Baseline:
             scopes.append(self.scope)
         for roots in scopes:
             self.held |= _held(roots)
-        self.busy = busy_workers()
+        self.busy = _threads.busy_workers()
         self.tasks: set[asyncio.Task[Any]] = set() if loop is None else asyncio.all_tasks(loop)
 
 
@@ -154,21 +154,6 @@ def _new_roots(baseline: Baseline, loops: Iterable[AbstractEventLoop]) -> list[N
     return found
 
 
-def _pending_under(nodes: Iterable[Node]) -> list[Future[Any]]:
-    """The pending forks among ``nodes`` and under them (children, groups), each once."""
-    scopes = list(nodes)
-    seen: dict[Future[Any], None] = {}
-    while scopes:
-        scope = scopes.pop()
-        if isinstance(scope, Future):
-            if scope._state != PENDING or scope in seen:
-                continue
-            seen[scope] = None
-        scopes += _copy(scope._groups or ())
-        scopes += _copy(scope._children or ())
-    return list(seen)
-
-
 def _let_go(node: Node) -> bool:
     """A daemon fork (work declared to be cancelled at the end), or one the test cancelled:
     not reported, though the cleanup waits for it."""
@@ -186,7 +171,7 @@ def _cancel(nodes: Iterable[Node]) -> None:
 def _leaked(baseline: Baseline, loops: Iterable[AbstractEventLoop]) -> tuple[list[Node], Findings]:
     found = Findings()
     new = _new_roots(baseline, loops)
-    forks = _pending_under(node for node in new if not _let_go(node))
+    forks = pending_under(node for node in new if not _let_go(node))
     found.forks = len(forks)
     found.tree = _render(forks)  # now: the cleanup changes their states
     return new, found
@@ -213,15 +198,15 @@ async def check_loop(baseline: Baseline) -> Findings:
     _cancel(new)
     for task in tasks:
         task.cancel()
-    waited = [*_pending_under(new), *tasks]
+    waited = [*pending_under(new), *tasks]
     if waited:
         await _settled(loop, waited, CLEANUP_SECONDS)
-        found.unfinished = [fut.name for fut in _pending_under(new) if not fut.done()]
+        found.unfinished = [fut.name for fut in pending_under(new) if not fut.done()]
     # A busy worker may need this loop to finish (a sync group in it waits for children
     # that settle here): keep the loop running for the grace, not only the thread check
     # after the body, when the test's loop no longer runs.
     deadline = loop.time() + _IDLE_GRACE_SECONDS
-    while busy_workers() > baseline.busy:
+    while _threads.busy_workers() > baseline.busy:
         if loop.time() >= deadline:
             break
         await asyncio.sleep(0.005)  # polled, bounded by the deadline: the pool has nothing to await
@@ -235,7 +220,7 @@ def check_threads(baseline: Baseline) -> Findings:
     _caught_up(loops, _IDLE_GRACE_SECONDS)
     new, found = _leaked(baseline, loops)
     _cancel(new)
-    pending = _pending_under(new)
+    pending = pending_under(new)
     if pending:
         found.unfinished = [fut.name for fut in _wait_settled(pending, CLEANUP_SECONDS)]
     found.busy = _busy_beyond(baseline.busy)
@@ -313,23 +298,12 @@ def _wait_settled(futs: list[Future[Any]], timeout: float) -> list[Future[Any]]:
         event.clear()
 
 
-def busy_workers() -> int:
-    """asyncfork worker threads running a sync call (or lending their slot in a wait),
-    and sync forks queued for one."""
-    pool = _threads._pool
-    if pool is None:
-        return 0
-    with pool._lock:
-        queued = sum(1 for item in pool._queue if item.state == _threads.QUEUED)
-        return pool._active + pool._lent + queued
-
-
 def _busy_beyond(before: int) -> int:
     """How many more workers are busy than ``before``, after a short grace: a worker
     counts itself idle just after it delivered its fork's outcome."""
     deadline = time.monotonic() + _IDLE_GRACE_SECONDS
     while True:
-        extra = busy_workers() - before
+        extra = _threads.busy_workers() - before
         if extra <= 0 or time.monotonic() >= deadline:
             return max(extra, 0)
         time.sleep(0.005)  # bounded by the deadline: the pool has nothing to wait on

@@ -14,6 +14,7 @@ import os
 import shlex
 import sys
 from collections.abc import Callable, Generator
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol, cast
 
@@ -116,20 +117,15 @@ def _explore(pyfuncitem: pytest.Function) -> bool:
     funcargs = pyfuncitem.funcargs
     names = pyfuncitem._fixtureinfo.argnames  # pyright: ignore[reportPrivateUsage]
     kwargs = {name: funcargs[name] for name in names}
-    if inspect.iscoroutinefunction(body):
-        call = _async_call(body, kwargs)
-    else:
-        call = _sync_call(body, kwargs)
+    call = _call(body, kwargs)
 
     def checked_call(s: int) -> None:
         call(s)
         # The leak check of the run's loop, made before the loop closed (asyncfork's plugin
         # stashes it): each run is checked, not only the last.
-        found = pyfuncitem.stash.get(LOOP_FINDINGS, None)
-        if found is not None:
-            del pyfuncitem.stash[LOOP_FINDINGS]
-            if found:
-                raise _RunLeaked(found.report())
+        found = pop_loop_findings(pyfuncitem)
+        if found:
+            raise _RunLeaked(found.report())
 
     leaked = ""
     try:
@@ -165,14 +161,28 @@ class Findings(Protocol):
 LOOP_FINDINGS = pytest.StashKey[Findings]()
 
 
-def _async_call(body: Callable[..., Any], kwargs: dict[str, Any]) -> Callable[[int], None]:
-    async def main() -> None:
-        await body(**kwargs)
+def pop_loop_findings(item: pytest.Item) -> Findings | None:
+    """The leak check of the test's own loop that the plugin stashed, taken out; None if
+    there is none (a sync test, or one the check skips)."""
+    found = item.stash.get(LOOP_FINDINGS, None)
+    if found is not None:
+        del item.stash[LOOP_FINDINGS]
+    return found
 
-    def call(s: int) -> None:
-        run_once(main, s)
 
-    return call
+def _call(body: Callable[..., Any], kwargs: dict[str, Any]) -> Callable[[int], None]:
+    """One run of the test body with its fixtures' values, on an exploring loop of a seed:
+    an async body as a coroutine fork, a sync one as a sync fork."""
+    program: Callable[[], Any]
+    if inspect.iscoroutinefunction(body):
+
+        async def main() -> None:
+            await body(**kwargs)
+
+        program = main
+    else:
+        program = lambda: body(**kwargs)  # noqa: E731
+    return partial(run_once, program)
 
 
 def _on_asyncio(item: pytest.Function, body: Callable[..., Any]) -> bool:
@@ -204,13 +214,6 @@ def _anyio_backend(item: pytest.Function) -> str | None:
     if isinstance(backend, tuple):
         backend = cast("tuple[object, ...]", backend)[0]
     return backend if isinstance(backend, str) else None
-
-
-def _sync_call(body: Callable[..., Any], kwargs: dict[str, Any]) -> Callable[[int], None]:
-    def call(s: int) -> None:
-        run_once(lambda: body(**kwargs), s)
-
-    return call
 
 
 def _body(item: pytest.Function) -> Callable[..., Any]:

@@ -225,8 +225,7 @@ def throw_into(task: Task[Any], error: BaseException) -> bool:
 
 def _threads_busy(loop: Any) -> bool:
     """A worker thread (asyncfork's, or the loop's default executor's) is at work."""
-    pool = _threads._pool
-    if pool is not None and (pool._active or pool._lent or pool._queue):
+    if _threads.busy_workers():
         return True
     executor = getattr(loop, "_default_executor", None)
     if executor is None:

@@ -38,8 +38,7 @@ from ._launch import launch, post_launch
 from ._mailbox import _mailboxes
 from ._outcome import finish, on_timeout
 from ._runner import cancel_remaining_tasks, roots_of
-from ._scope import CURRENT
-from ._thread_fork import cancel_sync, submit_item, sync_returned, sync_settle
+from ._thread_fork import new_item, submit_item, sync_returned, sync_settle
 from ._threads import WorkItem
 
 _PACKAGE = os.path.dirname(__file__) + os.sep
@@ -106,9 +105,7 @@ def _run_elsewhere(
         fut._canceller = cancel_coroutine
         start = partial(start_coroutine, func=func, args=args, kwargs=kwargs, context=context)
     else:
-        fut._canceller = cancel_sync
-        context.run(CURRENT.set, fut)
-        fut._item = WorkItem(fut, func, args, kwargs, context, sync_returned)
+        new_item(fut, func, args, kwargs, context, sync_returned)
         start = submit_item
     post_launch(fut, start, deadline)
     block_until_done((fut,), None, "a serial fork")
@@ -134,9 +131,7 @@ def _run_here(
         fut._canceller = cancel_coroutine
         start = partial(_start_coroutine, func=func, args=args, kwargs=kwargs, context=context)
     else:
-        fut._canceller = cancel_sync
-        context.run(CURRENT.set, fut)
-        fut._item = WorkItem(fut, func, args, kwargs, context, _settle_here)
+        new_item(fut, func, args, kwargs, context, _settle_here)
         start = _call_here
     raw: Any = loop
     hold = len(raw._ready) if _reenter.can_step(loop) else 0

@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
+from contextvars import Context
 from functools import partial
 from typing import Any
 
@@ -15,7 +17,24 @@ from ._future import PENDING, TAKEN_IN, Future, settle_dropped
 from ._mailbox import owns_loop, post
 from ._outcome import finish, settle_off_loop
 from ._runner import note_interrupt
+from ._scope import CURRENT
 from ._threads import WorkItem
+
+
+def new_item(
+    fut: Future[Any],
+    func: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    context: Context,
+    finish: Callable[[WorkItem, Any, BaseException | None], None],
+) -> WorkItem:
+    """The sync fork ``fut``'s call, to run in ``context`` as that fork (``af.current()``);
+    ``finish`` takes its outcome (``sync_returned`` hands it to the fork's loop)."""
+    fut._canceller = cancel_sync
+    context.run(CURRENT.set, fut)
+    item = fut._item = WorkItem(fut, func, args, kwargs, context, finish)
+    return item
 
 
 def submit_item(fut: Future[Any]) -> None:

@@ -497,6 +497,17 @@ _items_lock = threading.Lock()  # every pool's bookkeeping, and every work item'
 _limit: int | None = None
 
 
+def busy_workers() -> int:
+    """How many of the pool's workers run a sync call (or lend their slot in a wait), plus
+    the sync forks queued for one: what may still post an outcome to a loop."""
+    current = _pool
+    if current is None:
+        return 0
+    with current._lock:
+        queued = sum(1 for item in current._queue if item.state == QUEUED)
+        return current._active + current._lent + queued
+
+
 def pool() -> Pool:
     current = _pool
     if current is not None:

@@ -64,15 +64,21 @@ def _copy(items: Iterable[T]) -> list[T]:
 
 def _collect() -> list[Future[Any]]:
     """Every pending fork reachable from the root sets, through children and groups."""
-    scopes: list[Node] = _copy(ROOTS.values())
+    return pending_under(_copy(ROOTS.values()))
+
+
+def pending_under(nodes: Iterable[Node]) -> list[Future[Any]]:
+    """The pending forks among ``nodes`` and under them (children, groups), each once."""
+    scopes = list(nodes)
     seen: dict[Future[Any], None] = {}
     while scopes:
         scope = scopes.pop()
+        if isinstance(scope, Future):
+            if scope._state != PENDING or scope in seen:
+                continue
+            seen[scope] = None
         scopes += _copy(scope._groups or ())
-        for fut in _copy(scope._children or ()):
-            if fut not in seen and fut._state == PENDING:
-                seen[fut] = None
-                scopes.append(fut)
+        scopes += _copy(scope._children or ())
     return list(seen)
 
 

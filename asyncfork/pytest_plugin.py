@@ -33,7 +33,7 @@ import pytest
 
 from . import _fork, _leaks, _runner, _threads
 from ._errors import describe
-from ._pytest_explore import LOOP_FINDINGS
+from ._pytest_explore import LOOP_FINDINGS, pop_loop_findings
 from ._run import configure, shutdown
 
 # The serial mode's and schedule exploration's pytest parts, loaded with this plugin.
@@ -328,10 +328,9 @@ def _in_loop_check(item: pytest.Item, test: Callable[..., Any]) -> Callable[...,
 def _loop_findings(item: pytest.Item) -> _leaks.Findings:
     """The check of the test's own loop (none for a sync test, or an explored one: each of
     its runs was checked by exploration)."""
-    found = item.stash.get(LOOP_FINDINGS, None)
+    found = pop_loop_findings(item)
     if found is None:
         return _leaks.Findings()
-    del item.stash[LOOP_FINDINGS]
     assert isinstance(found, _leaks.Findings)
     return found
 
