@@ -16,7 +16,7 @@ from ._coroutine_fork import cancel_coroutine, drive_returned, new_task
 from ._future import PENDING, TAKEN_IN, Future, SettleIfDropped
 from ._instruments import HOOKS
 from ._mailbox import owns_loop, post
-from ._outcome import finish, settle_off_loop
+from ._outcome import finish, settle_off_loop, settled_in_thread
 
 
 def start_executor(
@@ -39,6 +39,10 @@ def start_executor(
     loop = fut._loop
 
     def returned(cf: Any) -> None:
+        if not HOOKS and not cf.cancelled():
+            value, error = _outcome_of(fut, cf)
+            if settled_in_thread(fut, value, error):
+                return
         fut._handoff = _settle_posted  # until the loop takes it in (see sync_returned)
         try:
             if owns_loop(loop):

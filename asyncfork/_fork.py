@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, cast, overlo
 from . import _carriers, _instruments, _threads
 from ._caller import trio_token
 from ._carriers import SEEN as CARRIERS_SEEN
-from ._classify import COROUTINE, classify
+from ._classify import COROUTINE, SYNC, classify
 from ._coroutine_fork import cancel_coroutine, drive, start_coroutine
 from ._dask_scope import SCOPED_EXECUTOR, cluster_executor
 from ._errors import callable_name, check_bool, check_name, check_timeout, describe, short_repr
@@ -186,8 +186,11 @@ class Forker:
     def __call__(self, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         """Start ``func(*args, **kwargs)`` and return its Future at once."""
         plain_function = type(func) is FunctionType
-        if plain_function and func.__code__.co_flags & _CO_COROUTINE:
-            kind = COROUTINE  # the common case, decided without a call
+        scripted: TorchScriptLauncher | None = None
+        if plain_function:
+            kind = COROUTINE if func.__code__.co_flags & _CO_COROUTINE else classify(func)
+        elif "torch" in _modules and (scripted := torchscript_executor(func)) is not None:
+            kind = SYNC  # scripted code: its attributes are slow to look up, and need not be
         else:
             kind = classify(func)
         if kind == COROUTINE and self._executor is not None:
@@ -228,7 +231,13 @@ class Forker:
 
         # The name now, not lazily: the fork's Task carries it (asyncio's debug output
         # and all_tasks() then name the user's function).
-        name = self._name or (func.__qualname__ if plain_function else callable_name(func))
+        name = self._name or (
+            func.__qualname__
+            if plain_function
+            else callable_name(func)
+            if scripted is None
+            else scripted.name
+        )
         # Where fork() was called, for a failure's note: the caller's code and instruction
         # offset (f_lineno would scan the line table), one shared tuple per call site.
         caller: FrameType | None
@@ -270,9 +279,9 @@ class Forker:
         if kind != COROUTINE:
             if executor is None:  # asyncfork.dask.use(client): sync forks go to the cluster
                 executor = SCOPED_EXECUTOR.get()
-                if executor is None and not plain_function and "torch" in _modules:
+                if executor is None:
                     # A scripted callable runs on torch's inter-op pool, through torch.jit.fork.
-                    executor = torchscript_executor(func)
+                    executor = scripted
             fut._kind = THREAD if executor is None else EXECUTOR
         try:
             if HOOKS:  # the one test instruments cost when none is installed

@@ -180,6 +180,9 @@ class Future(Node, Generic[T_co]):
     _handoff: Callable[[Future[Any]], None] | None = None
     _posted_error: BaseException | None = None
     _kind: str = COROUTINE  # stored on the instance only for the other kinds
+    # Set (under _inflight_lock) by the thread where a sync or executor fork's call ended,
+    # as it takes the settling over from the loop (_claim_settle).
+    _settling_here: bool = False
     # Where fork() was called, kept in asyncio's debug mode only (asyncio's own name for it).
     _source_traceback: traceback.StackSummary | None = None
     # Thread-bound state captured at fork() by the active carriers (asyncfork._carriers).
@@ -361,7 +364,7 @@ class Future(Node, Generic[T_co]):
     __iter__ = __await__  # asyncio treats future-likes as iterables too
 
     def _fork_target(self, func: object) -> tuple[AbstractEventLoop, Future[Any] | None]:
-        if self._state != PENDING:
+        if self._state != PENDING or self._settling_here:
             raise RuntimeError(
                 f"cannot fork {callable_name(func)}: its parent {self!r} has finished. "
                 "A fork made after its parent completed (from a thread it left behind, "
@@ -429,7 +432,15 @@ class Future(Node, Generic[T_co]):
             return False
         if self._cancel_requested:
             return True
-        self._cancel_requested = True
+        if self._kind == COROUTINE:
+            self._cancel_requested = True
+        else:
+            # Its call may have just returned in another thread, which may be settling it
+            # there (_claim_settle): one of the two wins.
+            with _inflight_lock:
+                if self._settling_here:
+                    return False  # it has finished: its outcome is on its way
+                self._cancel_requested = True
         self._cancel_msg = msg
         if self._canceller is not None:
             self._canceller(self, msg)
@@ -734,6 +745,17 @@ class Future(Node, Generic[T_co]):
     def _settle(self, state: int, result: Any, exc: BaseException | None) -> None:
         if self._state != PENDING:
             return
+        self._publish(state, result, exc)
+        if HOOKS:
+            try:
+                _instruments.call("fork_finished", self, exc)
+            except BaseException as in_hook:  # a Ctrl-C landing in a hook: settle first
+                self._loop.call_soon(_reraise, in_hook)
+        self._take_in()
+        self._wake_waiters()
+
+    def _publish(self, state: int, result: Any, exc: BaseException | None) -> None:
+        """Store the outcome; waiters in other threads may read it once the state is set."""
         self._result = result
         if exc is not None:
             self._exception = exc
@@ -745,11 +767,10 @@ class Future(Node, Generic[T_co]):
                     self.name, exc, self._tb, self._source_traceback
                 )
         self._state = state  # last: other threads read the outcome once they see it
-        if HOOKS:
-            try:
-                _instruments.call("fork_finished", self, exc)
-            except BaseException as in_hook:  # a Ctrl-C landing in a hook: settle first
-                self._loop.call_soon(_reraise, in_hook)
+
+    def _take_in(self) -> None:
+        """On the loop, once the outcome is published: the fork leaves its scope, and its
+        done-callbacks run."""
         self._task = None  # the task's context refers back to this Future
         if self._item is not None:
             self._item = None  # the work item refers back to this Future
@@ -781,10 +802,36 @@ class Future(Node, Generic[T_co]):
                 self._loop.call_soon(_reraise, interrupt)
         if self._incoming is not None:  # added from other threads, not adopted yet
             self._run_incoming()
+
+    def _wake_waiters(self) -> None:
+        """Run asyncfork's own waiters' entries, in the thread that published the outcome."""
         wakers = self._wakers
         if wakers is not None:
             self._wakers = None  # taken: a later adder runs its own entry
             self._run_wakers(wakers[:])  # a copy: a leaving waiter may remove its entry
+
+    # -- settling in the thread where a sync fork's call ended -------------------
+
+    def _claim_settle(self) -> bool:
+        """In the thread where this sync or executor fork's call ended: take its settling
+        over from the loop, unless a cancel or a child forked from another thread came
+        first. From here on a cancel finds the fork finished, and a fork in its scope
+        from another thread is refused as made after it completed."""
+        with _inflight_lock:
+            if self._cancel_requested or self._state != PENDING or self._forked_from_threads:
+                return False
+            self._settling_here = True
+        return True
+
+    def _taken_in(self) -> None:
+        """On the loop, once the outcome was published in the thread its call ended in
+        (``_outcome.settled_in_thread``): its scope and done-callbacks, as a settle does."""
+        if self._children:
+            # Forked on the loop into this fork's scope (a callback in its context) in the
+            # moment its call returned: made after it completed, as from a thread it left.
+            for child in list(self._children):
+                child._cancel_on_loop(f"its parent {self!r} had finished")
+        self._take_in()
 
     def _set_result(self, value: Any) -> None:
         self._settle(FINISHED, value, None)
@@ -863,11 +910,15 @@ _CALL_STARTED = (_threads.QUEUED, _threads.RUNNING, _threads.FINISHED)
 
 # Guards every Future's _incoming (rarely contended: only adds from other threads take it).
 _incoming_lock = threading.Lock()
+# Guards the forks counted on a parent from other threads (Node._inflight), and who settles a
+# sync or executor fork: its loop, or the thread its call ended in (_claim_settle).
+_inflight_lock = threading.Lock()
 
 
 def _reset_lock_after_fork() -> None:
-    global _incoming_lock
+    global _incoming_lock, _inflight_lock
     _incoming_lock = threading.Lock()
+    _inflight_lock = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):

@@ -5,18 +5,15 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from asyncio import AbstractEventLoop
 from collections.abc import Callable
 from typing import Any
 
+from . import _future
 from ._future import PENDING, Future
 from ._mailbox import LoopClosing, post, post_root
 from ._outcome import on_timeout
-
-_inflight_lock = threading.Lock()
-
 
 def post_launch(
     fut: Future[Any], start: Callable[[Future[Any]], None] | None, deadline: float | None
@@ -26,10 +23,11 @@ def post_launch(
     counted = type(parent) is Future
     if counted:
         assert isinstance(parent, Future)
-        with _inflight_lock:
-            if parent._state != PENDING:
+        with _future._inflight_lock:
+            if parent._state != PENDING or parent._settling_here:
                 parent._fork_target(fut)  # raises: the parent has finished
             parent._inflight += 1
+            parent._forked_from_threads = True
     elif parent is not None and parent._is_root_set:
         # A root fork: refused (LoopClosing) once af.shutdown() closes its loop.
         _post(post_root, fut._loop, launch, fut, start, deadline)
@@ -38,7 +36,7 @@ def post_launch(
         _post(post, fut._loop, launch, fut, start, deadline, counted)
     except BaseException:
         if counted:
-            with _inflight_lock:
+            with _future._inflight_lock:
                 parent._inflight -= 1  # type: ignore[union-attr]
         raise
 
@@ -67,11 +65,15 @@ def launch(
     scope = fut._scope
     if counted:
         assert scope is not None
-        with _inflight_lock:
+        with _future._inflight_lock:
             scope._inflight -= 1
-        if fut._state != PENDING:
+        if fut._state != PENDING and not fut._settling_here:
             scope._inflight_arrived()
-    if fut._state != PENDING:  # cancelled before it got here
+    if fut._state != PENDING:  # cancelled before it got here, or its call ended already
+        if fut._settling_here and scope is not None:
+            # Settled in the thread its call ended in, before this registration: it stays
+            # in its scope until the loop takes it in (posted after this call).
+            scope._add_child(fut)
         return
     if scope is not None:
         if type(scope) is Future and scope._state != PENDING:

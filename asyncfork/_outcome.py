@@ -9,11 +9,13 @@ import inspect
 import os
 import re
 from asyncio import CancelledError
-from types import CodeType
+from types import CodeType, CoroutineType
 from typing import Any, cast
 
 from ._errors import FORK_OPTIONS
 from ._future import EXECUTOR, FINISHED, PENDING, Future
+from ._instruments import HOOKS
+from ._mailbox import owns_loop, post
 from ._runner import ROOTS
 
 
@@ -54,14 +56,55 @@ def finish(fut: Future[Any], value: Any, exc: BaseException | None) -> None:
         else:
             fut._set_cancelled()
     elif exc is not None:
-        if type(exc) is TypeError:
-            _note_fork_option(fut, exc)
-        elif type(exc) is RuntimeError:
-            _note_other_loop(fut, exc)
-        note_site(fut, exc)
+        annotate(fut, exc)
         fut._set_exception(exc)
     else:
         fut._set_result(value)
+
+
+def settled_in_thread(fut: Future[Any], value: Any, error: BaseException | None) -> bool:
+    """In the thread where a sync or executor fork's call ended: settle the fork right here
+    when its loop has nothing left to decide, so a waiter in another thread wakes without
+    a trip through the loop; the loop takes the scope and done-callbacks in after.
+
+    Only for a root fork or a fork's child (a group's children settle on its loop, where
+    a failure makes the group fail fast before anyone can see it), that never had a child,
+    has no timeout, was not cancelled, and ended
+    with a value or an ``Exception`` (not a coroutine to run, not an interrupt), on a loop
+    asyncfork owns (which runs every call posted to it before it closes), with no
+    instrument listening (they hear a fork end on its loop). True if it settled the fork.
+    """
+    scope = fut._scope
+    if (
+        HOOKS
+        or scope is None
+        or not (scope is fut._parent or scope._is_root_set)  # a group fails fast on its loop
+        or fut._children is not None
+        or fut._timeout is not None
+        or not owns_loop(fut._loop)
+        or (type(value) is CoroutineType if error is None else not isinstance(error, Exception))
+        or not fut._claim_settle()
+    ):
+        return False
+    if error is not None:
+        annotate(fut, error)
+    fut._publish(FINISHED, value, error)
+    try:
+        # Posted before the waiters wake: what a waiter posts to the loop next runs after it.
+        post(fut._loop, fut._taken_in)
+    except RuntimeError:  # its loop closed meanwhile: nobody else is left to do it
+        fut._taken_in()
+    fut._wake_waiters()
+    return True
+
+
+def annotate(fut: Future[Any], exc: BaseException) -> None:
+    """The notes a fork's own error takes as it fails the fork."""
+    if type(exc) is TypeError:
+        _note_fork_option(fut, exc)
+    elif type(exc) is RuntimeError:
+        _note_other_loop(fut, exc)
+    note_site(fut, exc)
 
 
 def note_site(fut: Future[Any], exc: BaseException) -> None:

@@ -51,6 +51,8 @@ class Node:
     _on_joined: Callable[[], None] | None = None
     # Forks on their way to this node from other threads (counted under a lock in _launch).
     _inflight: int = 0
+    # Ever a fork counted that way: a sync fork's outcome is then settled on its loop.
+    _forked_from_threads: bool = False
     _is_root_set: bool = False  # a loop's root set (see _runner.Roots)
     _eager: bool | None = None  # a group's eager= for the forks made in it (None: not set)
     # Scheduling facts a fork reads from its scope; groups override them.

@@ -15,7 +15,7 @@ from . import _threads
 from ._coroutine_fork import cancel_coroutine, drive_returned, new_task
 from ._future import PENDING, TAKEN_IN, Future, settle_dropped
 from ._mailbox import owns_loop, post
-from ._outcome import finish, settle_off_loop
+from ._outcome import finish, settle_off_loop, settled_in_thread
 from ._runner import note_interrupt
 from ._scope import CURRENT
 from ._threads import WorkItem
@@ -44,8 +44,11 @@ def submit_item(fut: Future[Any]) -> None:
 
 
 def sync_returned(item: WorkItem, value: Any, error: BaseException | None) -> None:
-    """In the worker thread: hand the outcome to the fork's loop."""
+    """In the worker thread: settle the fork here if nothing is left for its loop to
+    decide, else hand the outcome to its loop."""
     fut = item.future
+    if settled_in_thread(fut, value, error):
+        return
     # Kept until the loop takes it in: should the loop close first (without running the
     # call posted here), the outcome is settled off the loop, by this thread or a waiter.
     if fut._state == PENDING:

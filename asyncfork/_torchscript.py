@@ -32,6 +32,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from . import _carriers
+from ._errors import callable_name
 
 if TYPE_CHECKING:
     from ._future import Future
@@ -68,6 +69,8 @@ def torchscript_executor(func: Any) -> TorchScriptLauncher | None:
         if func in _launchers:
             return _launchers[func]
         launcher = _launchers[func] = _make_launcher(func)
+        if launcher is not None:
+            launcher.name = callable_name(func)
     return launcher
 
 
@@ -99,7 +102,8 @@ class TorchScriptLauncher(Executor):
     thread (``launches_at_once``), else on the fork's loop, maybe later (a group's limit).
     """
 
-    __slots__ = ("_defaults", "_first_default", "_launch")
+    __slots__ = ("_defaults", "_first_default", "_launch", "name")
+    name: str  # the fork's default name: the scripted callable's (asked once, it is slow)
 
     def __init__(
         self, launch: Callable[..., Any], n_params: int, defaults: tuple[tuple[str, Any], ...]
