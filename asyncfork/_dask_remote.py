@@ -51,6 +51,9 @@ _MAX_CANCELLED = 10_000
 
 _lock = threading.Lock()
 _running: dict[str, Future[Any]] = {}  # key -> the local fork of a call running here
+# key -> set once its task's run_remote here has returned (from its start on): a cancel
+# that waits, waits for it, so that a call is never ended mid-way by Dask's own cancel.
+_returned: dict[str, threading.Event] = {}
 _cancelled: dict[str, None] = {}  # keys whose cancellation came before their call
 # Keys whose failure goes back to its fork's waiter: the worker's own "Compute Failed"
 # log of them is noise (asyncfork delivers it, and reports it if nobody looks).
@@ -131,9 +134,28 @@ def run_remote(name: str, func: Callable[..., Any], args: Any, kwargs: Any) -> t
     worker = distributed.get_worker()
     _WORKER_EXECUTOR.worker = worker
     address = str(worker.address)
+    returned = threading.Event()
     with _lock:
         if _cancelled.pop(key, 0) is None:  # the client cancelled it before it started here
             return None, (address, start, start)  # nobody reads it: the key is cancelled
+        _returned[key] = returned
+    try:
+        return _run_remote(key, address, start, name, func, args, kwargs)
+    finally:
+        with _lock:
+            _returned.pop(key, None)
+        returned.set()
+
+
+def _run_remote(
+    key: str,
+    address: str,
+    start: float,
+    name: str,
+    func: Callable[..., Any],
+    args: Any,
+    kwargs: Any,
+) -> tuple[Any, Ran]:
     # A copy of the task's context (Dask's get_worker() reads it), as a root fork.
     local = contextvars.copy_context().run(_fork_here, name, func, args, kwargs)
     item = local._item
@@ -259,12 +281,12 @@ async def cancel_remote(key: str, wait: bool) -> bool:
         while len(_cancelled) > _MAX_CANCELLED:
             del _cancelled[next(iter(_cancelled))]
         local = _running.get(key)
-        if local is None:
-            return False
-    local.cancel("cancelled on the client")
-    if wait and not local.done():
-        loop = asyncio.get_running_loop()
-        returned = asyncio.Event()
-        local.add_done_callback(lambda _: loop.call_soon_threadsafe(returned.set))
-        await returned.wait()
+        returned = _returned.get(key)
+    if returned is None:
+        return False
+    if local is not None:
+        local.cancel("cancelled on the client")
+    # Else it is starting: it finds the key cancelled, and ends without calling anything.
+    if wait and not returned.is_set():
+        await asyncio.to_thread(returned.wait)
     return True

@@ -343,6 +343,8 @@ class Future(Node, Generic[T_co]):
                     self._callbacks = [waiter]
                 else:
                     callbacks.append(waiter)
+                if self._state != PENDING:
+                    self._settled_meanwhile()
             else:
                 waker = _Delivered(loop, lambda _fut: wake(waiter), None)
                 self._add_from_afar(waker, None)
@@ -726,6 +728,13 @@ class Future(Node, Generic[T_co]):
             self._callbacks = [item]
         else:
             self._callbacks.append(item)
+        if self._state != PENDING:
+            self._settled_meanwhile()
+
+    def _settled_meanwhile(self) -> None:
+        """On the loop, a callback was added as another thread settled the fork: that thread
+        may have seen none to run (``_outcome.settled_in_thread``), so run them soon."""
+        self._loop.call_soon(self._run_callbacks)
 
     def _run_callback(self, fn: Callable[[Future[T_co]], object], context: Context | None) -> None:
         try:
@@ -780,6 +789,10 @@ class Future(Node, Generic[T_co]):
         scope = self._scope
         if scope is not None:
             scope._child_done(self)
+        self._run_callbacks()
+
+    def _run_callbacks(self) -> None:
+        """On the loop, once settled: run the done-callbacks (each claimed, so once)."""
         callbacks = self._callbacks
         if callbacks is not None:
             self._callbacks = None

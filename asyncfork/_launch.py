@@ -30,6 +30,16 @@ def post_launch(
             parent._forked_from_threads = True
     elif parent is not None and parent._is_root_set:
         # A root fork: refused (LoopClosing) once af.shutdown() closes its loop.
+        if start is None and deadline is None:
+            # Started already (queued for a worker, or launched on torch's pool): it only
+            # joins the root set, which it does here, without waking the loop.
+            try:
+                parent._join_from_thread(fut)  # type: ignore[attr-defined]
+            except LoopClosing:
+                raise
+            except RuntimeError:
+                raise _closed(fut._loop) from None
+            return
         _post(post_root, fut._loop, launch, fut, start, deadline)
         return
     try:
@@ -49,10 +59,14 @@ def _post(
     except LoopClosing:
         raise
     except RuntimeError:
-        raise RuntimeError(
-            f"cannot fork onto {loop!r}: the event loop is closed. Fork from code that runs "
-            "while its loop does, or from a plain thread (which uses the background loop)"
-        ) from None
+        raise _closed(loop) from None
+
+
+def _closed(loop: AbstractEventLoop) -> RuntimeError:
+    return RuntimeError(
+        f"cannot fork onto {loop!r}: the event loop is closed. Fork from code that runs "
+        "while its loop does, or from a plain thread (which uses the background loop)"
+    )
 
 
 def launch(
@@ -70,10 +84,10 @@ def launch(
         if fut._state != PENDING and not fut._settling_here:
             scope._inflight_arrived()
     if fut._state != PENDING:  # cancelled before it got here, or its call ended already
-        if fut._settling_here and scope is not None:
+        if fut._settling_here and counted:
             # Settled in the thread its call ended in, before this registration: it stays
-            # in its scope until the loop takes it in (posted after this call).
-            scope._add_child(fut)
+            # in its parent's scope until the loop takes it in (posted after this call).
+            scope._add_child(fut)  # type: ignore[union-attr]
         return
     if scope is not None:
         if type(scope) is Future and scope._state != PENDING:

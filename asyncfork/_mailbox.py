@@ -189,6 +189,25 @@ def admit_root(loop: AbstractEventLoop, admit: Callable[[], object]) -> None:
         admit()
 
 
+def admit_open_root(loop: AbstractEventLoop, admit: Callable[[], object]) -> None:
+    """``admit_root``, refused as ``post_root`` refuses a call: LoopClosing while ``loop``
+    refuses roots or once af.shutdown() closed it, RuntimeError once it is closed."""
+    box = _mailboxes.get(loop)
+    if box is None:
+        if loop in _shut_down:
+            raise LoopClosing
+        if loop.is_closed():
+            raise RuntimeError("Event loop is closed")
+        admit()
+        return
+    with box._lock:
+        if box.refusing_roots:
+            raise LoopClosing
+        if box.closed or loop.is_closed():
+            raise RuntimeError("Event loop is closed")
+        admit()
+
+
 def has_calls(loop: AbstractEventLoop) -> bool:
     """Are calls posted to ``loop`` waiting to run?"""
     box = _mailboxes.get(loop)

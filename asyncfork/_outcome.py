@@ -89,11 +89,18 @@ def settled_in_thread(fut: Future[Any], value: Any, error: BaseException | None)
     if error is not None:
         annotate(fut, error)
     fut._publish(FINISHED, value, error)
-    try:
-        # Posted before the waiters wake: what a waiter posts to the loop next runs after it.
-        post(fut._loop, fut._taken_in)
-    except RuntimeError:  # its loop closed meanwhile: nobody else is left to do it
-        fut._taken_in()
+    # Before the waiters wake: what a waiter does next comes after it.
+    if scope._is_root_set and fut._callbacks is None and fut._incoming is None:
+        # Nothing on the loop waits for it: it leaves the root set here, and the loop, which
+        # would compete for the CPU and the GIL with the program's threads, is not woken.
+        # (A callback added on the loop meanwhile is run by its adder: _settled_meanwhile.)
+        fut._item = None
+        scope._left_from_thread(fut)  # type: ignore[attr-defined]
+    else:
+        try:
+            post(fut._loop, fut._taken_in)
+        except RuntimeError:  # its loop closed meanwhile: nobody else is left to do it
+            fut._taken_in()
     fut._wake_waiters()
     return True
 

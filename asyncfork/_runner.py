@@ -21,6 +21,7 @@ from . import _threads
 from ._errors import DeadlockError, check_bool, check_timeout
 from ._future import PENDING, THREAD
 from ._mailbox import (
+    admit_open_root,
     admit_root,
     close_mailbox,
     forget_mailbox,
@@ -98,6 +99,8 @@ class Roots(Node):
         # Everyone waiting for the join (two shutdowns, a shutdown and the exit drain, the
         # final drain), unlike a fork's join, which has one waiter: all are called.
         self._joined_callbacks: list[Callable[[], None]] = []
+        # Made now: root forks from other threads join and leave it there (_join_from_thread).
+        self._children: set[Future[Any]] = set()
 
     def _add_group(self, group: Node) -> None:
         # From the thread entering the group: refused, as a root fork is, once af.shutdown()
@@ -117,6 +120,8 @@ class Roots(Node):
             callback()
         else:
             self._joined_callbacks.append(callback)
+            if self.joined():  # the last root fork left from another thread meanwhile
+                self._maybe_joined()
 
     def _maybe_joined(self) -> None:
         if self._joined_callbacks and self.joined():
@@ -126,11 +131,25 @@ class Roots(Node):
 
     def _child_done(self, child: Future[Any]) -> None:
         # A root's failure is reported when its Future is dropped unretrieved, not here.
-        children = self._children
-        if children is not None:
-            children.discard(child)
+        self._children.discard(child)
         if self._joined_callbacks:  # inline: every root fork ends here
             self._maybe_joined()
+
+    def _join_from_thread(self, child: Future[Any]) -> None:
+        """From a thread that does not run the loop: ``child`` joins the set there, rather
+        than through a call posted to the loop, which would wake it. Refused as that call
+        would be: LoopClosing once af.shutdown() closes the loop, RuntimeError once closed."""
+        admit_open_root(self.loop, partial(self._children.add, child))
+
+    def _left_from_thread(self, child: Future[Any]) -> None:
+        """A root fork settled in the thread its call ended in leaves the set there; a join
+        waiting on the loop hears of it on the loop."""
+        self._children.discard(child)
+        if self._joined_callbacks:
+            try:
+                post(self.loop, self._maybe_joined)
+            except RuntimeError:  # closed: nobody is left waiting
+                pass
 
     def cancel_daemons(self, msg: str = "asyncfork is shutting down") -> None:
         """Cancel the daemon forks; a daemon's running sync call is abandoned, never waited for."""

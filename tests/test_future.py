@@ -486,15 +486,18 @@ def _race_removals_against_the_settle(threads: int) -> None:
     ran: list[int] = []
     removed: list[int] = []
     start = threading.Barrier(threads + 1, timeout=T)
+    accounted = threading.Semaphore(0)  # released once per registration run or removed
 
     def remover(i: int) -> None:
         def cb(_f: object) -> None:
             ran.append(i)
+            accounted.release()
 
         fut.add_done_callback(cb)
         start.wait()
         if fut.remove_done_callback(cb):
             removed.append(i)
+            accounted.release()
 
     workers = [threading.Thread(target=remover, args=(i,)) for i in range(threads)]
     for t in workers:
@@ -504,7 +507,9 @@ def _race_removals_against_the_settle(threads: int) -> None:
     for t in workers:
         t.join(T)
     assert fut.result(timeout=T) == "value"
-    af.wait(af.fork(double, 0), timeout=T)  # the loop has run whatever it adopted late
+    for _ in range(threads):  # the callbacks run on the loop, maybe after result() returned
+        assert accounted.acquire(timeout=T)
+    af.wait(af.fork(double, 0), timeout=T)  # a loop round trip: nothing runs twice after
     assert sorted(ran + removed) == list(range(threads))
 
 
