@@ -423,11 +423,38 @@ class Future(Node, Generic[T_co]):
             return False
         if _get_running_loop() is self._loop:
             return self._cancel_on_loop(msg)
+        if self._kind != COROUTINE:
+            return self._cancel_from_afar(msg)
         try:
             post(self._loop, self._cancel_on_loop, msg)
         except RuntimeError:  # the loop is closed: nothing can run this fork any more
             return False
         return True
+
+    def _cancel_from_afar(self, msg: str | None) -> bool:
+        """A sync or executor fork, from a thread that does not run its loop: requested
+        here and now, since its call may return at any moment in a thread that would
+        settle it there (``_claim_settle``). One of the two wins, so True means the fork
+        ends cancelled (or with its error); the loop then runs the canceller."""
+        if self._loop.is_closed():
+            return False  # nothing can run the canceller any more
+        with _inflight_lock:
+            if self._settling_here or self._state != PENDING:
+                return False
+            if self._cancel_requested:
+                return True
+            self._cancel_requested = True
+            self._cancel_msg = msg
+        try:
+            post(self._loop, self._deliver_cancel, msg)
+        except RuntimeError:  # closed meanwhile: a call still running settles off it, cancelled
+            pass
+        return True
+
+    def _deliver_cancel(self, msg: str | None) -> None:
+        """On the loop: the canceller of a cancel requested from another thread."""
+        if self._state == PENDING and self._canceller is not None:
+            self._canceller(self, msg)
 
     def _cancel_on_loop(self, msg: str | None) -> bool:
         if self._state != PENDING:

@@ -159,14 +159,14 @@ def test_scripted_callables_run_on_torchs_pool(launches: list[Any]) -> None:
     assert launches == [gated, model, model, model.encode]
 
 
-def test_a_root_fork_from_a_plain_thread_launches_without_waiting_for_the_loop() -> None:
-    """Launched inside fork(), as a thread fork is queued at once: a busy loop does not
-    delay it; only its registration and its outcome go through the loop."""
+def test_a_root_fork_from_a_plain_thread_needs_no_loop() -> None:
+    """Launched inside fork(), as a thread fork is queued at once, joined to the root set
+    there and settled in torch's thread: a blocked loop delays none of it."""
     busy, release = threading.Event(), threading.Event()
 
     async def hog_the_loop() -> None:
         busy.set()
-        release.wait(T)  # blocks the background loop's thread on purpose
+        release.wait(10 * T)  # blocks the background loop's thread on purpose
 
     hog = af.fork(hog_the_loop)
     try:
@@ -175,11 +175,23 @@ def test_a_root_fork_from_a_plain_thread_launches_without_waiting_for_the_loop()
         fut = af.fork(gated, gate.key)
         gate.wait_started()  # while the loop is still blocked
         assert not fut.done()
+        gate.release.set()
+        assert af.wait(fut, timeout=T) == gate.key  # and still blocked
     finally:
         release.set()
-    gate.release.set()
-    assert af.wait(fut, timeout=T) == gate.key
     af.wait(hog, timeout=T)
+
+
+def test_torchs_pool_threads_keep_their_python_thread_state() -> None:
+    """torch runs a callback in a Python thread state made for that call, unless its thread
+    keeps one: asyncfork keeps one per pool thread, however many forks end there."""
+    x = torch.ones(2)
+    before = _torchscript.KEPT_THREAD_STATES[0]
+    for _ in range(30):
+        assert len(af.wait([af.fork(scale, x) for _ in range(4)], timeout=T)) == 4
+    # One per pool thread, and maybe the forking thread (a call done before its callback
+    # was added runs the callback there); 120 without the kept state.
+    assert _torchscript.KEPT_THREAD_STATES[0] - before <= torch.get_num_interop_threads() + 1
 
 
 def test_arguments_in_every_form() -> None:
