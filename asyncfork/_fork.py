@@ -231,13 +231,14 @@ class Forker:
 
         # The name now, not lazily: the fork's Task carries it (asyncio's debug output
         # and all_tasks() then name the user's function).
-        name = self._name or (
-            func.__qualname__
-            if plain_function
-            else callable_name(func)
-            if scripted is None
-            else scripted.name
-        )
+        name = self._name
+        if not name:
+            if plain_function:
+                name = func.__qualname__
+            elif scripted is None:
+                name = callable_name(func)
+            else:
+                name = scripted.name or _name_launcher(scripted, func)
         # Where fork() was called, for a failure's note: the caller's code and instruction
         # offset (f_lineno would scan the line table), one shared tuple per call site.
         caller: FrameType | None
@@ -408,6 +409,12 @@ def _post_launch(
         except LoopClosing:
             fut._loop = background_loop()
             fut._scope = roots_of(fut._loop)
+
+
+def _name_launcher(launcher: TorchScriptLauncher, func: Callable[..., Any]) -> str:
+    """The name of the scripted callable a launcher forks, asked once for all its forks."""
+    name = launcher.name = callable_name(func)
+    return name
 
 
 def _creation_site(frame: FrameType) -> StackSummary:

@@ -1,8 +1,11 @@
 """The Future: states, waiters and thread-safe completion.
 
-A Future is settled only on the thread of its loop. Every other thread talks to
-it by posting to that loop, so the single-loop path needs no locks; asyncfork's
-own waits register on it directly, without a lock either (``_add_waker``). The
+A Future's callbacks and scope are only touched on the thread of its loop, and
+every other thread talks to it by posting to that loop, so the single-loop path
+needs no locks; asyncfork's own waits register on it directly, without a lock
+either (``_add_waker``). A sync or executor fork with nothing left for its loop to
+decide is settled in the thread its call ended in (``_claim_settle``, and
+``_outcome.settled_in_thread``); the loop takes the rest in after. The
 scheduler (``_fork``) plugs in how a fork is cancelled through ``_canceller``.
 """
 

@@ -15,6 +15,7 @@ from ._future import PENDING, Future
 from ._mailbox import LoopClosing, post, post_root
 from ._outcome import on_timeout
 
+
 def post_launch(
     fut: Future[Any], start: Callable[[Future[Any]], None] | None, deadline: float | None
 ) -> None:

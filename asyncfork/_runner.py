@@ -99,8 +99,10 @@ class Roots(Node):
         # Everyone waiting for the join (two shutdowns, a shutdown and the exit drain, the
         # final drain), unlike a fork's join, which has one waiter: all are called.
         self._joined_callbacks: list[Callable[[], None]] = []
-        # Made now: root forks from other threads join and leave it there (_join_from_thread).
-        self._children: set[Future[Any]] = set()
+        # Made now (and never replaced): root forks from other threads join and leave it
+        # there (_join_from_thread). _children is the same set, as Node reads it.
+        self._members: set[Future[Any]] = set()
+        self._children = self._members
 
     def _add_group(self, group: Node) -> None:
         # From the thread entering the group: refused, as a root fork is, once af.shutdown()
@@ -131,7 +133,7 @@ class Roots(Node):
 
     def _child_done(self, child: Future[Any]) -> None:
         # A root's failure is reported when its Future is dropped unretrieved, not here.
-        self._children.discard(child)
+        self._members.discard(child)
         if self._joined_callbacks:  # inline: every root fork ends here
             self._maybe_joined()
 
@@ -139,12 +141,12 @@ class Roots(Node):
         """From a thread that does not run the loop: ``child`` joins the set there, rather
         than through a call posted to the loop, which would wake it. Refused as that call
         would be: LoopClosing once af.shutdown() closes the loop, RuntimeError once closed."""
-        admit_open_root(self.loop, partial(self._children.add, child))
+        admit_open_root(self.loop, partial(self._members.add, child))
 
     def _left_from_thread(self, child: Future[Any]) -> None:
         """A root fork settled in the thread its call ended in leaves the set there; a join
         waiting on the loop hears of it on the loop."""
-        self._children.discard(child)
+        self._members.discard(child)
         if self._joined_callbacks:
             try:
                 post(self.loop, self._maybe_joined)

@@ -2,7 +2,8 @@
 
 A *node* is anything that children are registered with and joined by: a fork's
 Future (implicit scope), a group, or the root set of a loop asyncfork owns.
-Every method here runs on the node's loop thread, so no locks are needed.
+Every method here runs on the node's loop thread, so no locks are needed (a loop's
+root set also takes root forks in and out from other threads: ``_runner.Roots``).
 """
 
 # The package's modules share each other's private names by design.

@@ -1,4 +1,4 @@
-"""Sync forks in worker threads: submitting, settling on the loop, cancelling."""
+"""Sync forks in worker threads: submitting, settling (in the worker or on the loop), cancelling."""
 
 # The package's modules share each other's private names by design.
 # pyright: reportPrivateUsage=false

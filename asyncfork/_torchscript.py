@@ -32,7 +32,6 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from . import _carriers
-from ._errors import callable_name
 
 if TYPE_CHECKING:
     from ._future import Future
@@ -69,8 +68,6 @@ def torchscript_executor(func: Any) -> TorchScriptLauncher | None:
         if func in _launchers:
             return _launchers[func]
         launcher = _launchers[func] = _make_launcher(func)
-        if launcher is not None:
-            launcher.name = callable_name(func)
     return launcher
 
 
@@ -103,11 +100,13 @@ class TorchScriptLauncher(Executor):
     """
 
     __slots__ = ("_defaults", "_first_default", "_launch", "name")
-    name: str  # the fork's default name: the scripted callable's (asked once, it is slow)
+    # The forks' default name, the scripted callable's: asked once by fork(), it is slow.
+    name: str | None
 
     def __init__(
         self, launch: Callable[..., Any], n_params: int, defaults: tuple[tuple[str, Any], ...]
     ) -> None:
+        self.name = None
         self._launch = launch
         # (name, default) of the trailing parameters that have one: filled in here, so
         # that the launcher's source need not spell default values.
