@@ -6,9 +6,10 @@
 from __future__ import annotations
 
 import inspect
-from functools import partial
+import weakref
+from functools import partial, partialmethod
 from types import FunctionType, MethodType
-from typing import Any
+from typing import Any, cast
 
 from ._errors import callable_name, describe
 
@@ -27,6 +28,42 @@ def classify(func: Any) -> int:
             return COROUTINE
         if not flags & _CO_ASYNC_GENERATOR and not hasattr(func, "_is_coroutine_marker"):
             return SYNC
+    # A callable instance (a torch module, a model object) is classified by its class, once:
+    # inspect asks it for attributes it lacks, and a class's __getattr__ (torch's modules)
+    # makes each miss slow. Only its own attributes that inspect reads can change the answer.
+    cls: type[object] = type(cast(object, func))
+    known = _BY_CLASS.get(cls)
+    if known is not None and not _marked(func):
+        return known
+    kind = _classify(func)
+    if _by_class(func):
+        _BY_CLASS[cls] = kind
+    return kind
+
+
+# The classification of callable instances, by class (weakly: classes made at run time go).
+_BY_CLASS: weakref.WeakKeyDictionary[type, int] = weakref.WeakKeyDictionary()
+# An instance's own attributes that inspect's coroutine-function tests read.
+_INSPECTED = ("__code__", "_is_coroutine_marker", "__partialmethod__")
+
+
+def _marked(func: Any) -> bool:
+    """Does ``func`` carry, in its own ``__dict__``, an attribute that inspect's tests read?"""
+    own = getattr(func, "__dict__", None)
+    return type(own) is dict and any(name in own for name in _INSPECTED)
+
+
+def _by_class(func: Any) -> bool:
+    """Is ``func``'s classification its class's: an instance, not a function, a method, a
+    partial (each wraps a function of its own) or a class, not function-like, not marked?"""
+    return not (
+        isinstance(func, (type, MethodType, partial, partialmethod))
+        or hasattr(type(cast(object, func)), "__code__")
+        or _marked(func)
+    )
+
+
+def _classify(func: Any) -> int:
     if inspect.iscoroutine(func):
         reject_coroutine_object(func)
     if not callable(func):

@@ -7,6 +7,7 @@ import contextvars
 import functools
 import gc
 import inspect
+import sys
 import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -58,6 +59,30 @@ async def test_callable_instance_with_async_call_is_a_coroutine_fork():
     fut = af.fork(AsyncCallable(), 4)
     assert await within(fut) == (4, True)  # ran as a task on the loop, not in a worker
     assert fut.name == "AsyncCallable"  # no __qualname__: the type's name
+
+
+class SyncCallable:
+    def __call__(self) -> bool:
+        return asyncio._get_running_loop() is None  # True in a worker thread
+
+
+async def test_callable_instances_are_classified_by_class_and_own_attributes():
+    """Instances of one class are classified once, by their class; one that carries
+    inspect's coroutine marker of its own is still a coroutine fork."""
+    assert await within(af.fork(SyncCallable())) is True  # its class is classified now
+    assert await within(af.fork(SyncCallable())) is True
+    partials = [functools.partial(double, n) for n in range(2)]  # never by class: by its func
+    assert [await within(af.fork(p)) for p in partials] == [0, 2]
+    if sys.version_info >= (3, 12):
+        marked = inspect.markcoroutinefunction(AsyncCallable())
+        marked_sync = SyncCallable()
+        inspect.markcoroutinefunction(marked_sync)  # says it is a coroutine function
+        assert await within(af.fork(marked, 1)) == (1, True)
+        wrongly_marked = af.fork(marked_sync)
+        assert wrongly_marked.kind == "coroutine"  # run as one: its call returns no coroutine
+        with pytest.raises(TypeError, match="can't be used in 'await'"):
+            await within(wrongly_marked)
+        assert await within(af.fork(SyncCallable())) is True  # the class's answer stands
 
 
 async def test_partial_of_coroutine_function_is_a_coroutine_fork():

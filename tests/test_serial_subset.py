@@ -36,6 +36,7 @@ SUBSET: dict[str, tuple[str, ...]] = {
     "test_fork": (
         "test_every_keyword_goes_to_func",
         "test_callable_instance_with_async_call_is_a_coroutine_fork",
+        "test_callable_instances_are_classified_by_class_and_own_attributes",
         "test_partial_of_coroutine_function_is_a_coroutine_fork",
         "test_coroutine_fork_returning_an_awaitable_returns_it",
         "test_fork_of_coroutine_object_is_typeerror_showing_right_call",
