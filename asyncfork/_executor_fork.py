@@ -16,7 +16,7 @@ from ._coroutine_fork import cancel_coroutine, drive_returned, new_task
 from ._future import PENDING, TAKEN_IN, Future, SettleIfDropped
 from ._instruments import HOOKS
 from ._mailbox import owns_loop, post
-from ._outcome import finish, settle_off_loop, settled_in_thread
+from ._outcome import finish, may_settle_in_thread, settle_in_thread, settle_off_loop
 
 
 def start_executor(
@@ -39,9 +39,9 @@ def start_executor(
     loop = fut._loop
 
     def returned(cf: Any) -> None:
-        if not HOOKS and not cf.cancelled():
+        if not cf.cancelled() and may_settle_in_thread(fut):
             value, error = _outcome_of(fut, cf)
-            if settled_in_thread(fut, value, error):
+            if settle_in_thread(fut, value, error):
                 return
         fut._handoff = _settle_posted  # until the loop takes it in (see sync_returned)
         try:

@@ -5,7 +5,7 @@ every other thread talks to it by posting to that loop, so the single-loop path
 needs no locks; asyncfork's own waits register on it directly, without a lock
 either (``_add_waker``). A sync or executor fork with nothing left for its loop to
 decide is settled in the thread its call ended in (``_claim_settle``, and
-``_outcome.settled_in_thread``); the loop takes the rest in after. The
+``_outcome.settle_in_thread``); the loop takes the rest in after. The
 scheduler (``_fork``) plugs in how a fork is cancelled through ``_canceller``.
 """
 
@@ -763,7 +763,7 @@ class Future(Node, Generic[T_co]):
 
     def _settled_meanwhile(self) -> None:
         """On the loop, a callback was added as another thread settled the fork: that thread
-        may have seen none to run (``_outcome.settled_in_thread``), so run them soon."""
+        may have seen none to run (``_outcome.settle_in_thread``), so run them soon."""
         self._loop.call_soon(self._run_callbacks)
 
     def _run_callback(self, fn: Callable[[Future[T_co]], object], context: Context | None) -> None:
@@ -868,7 +868,7 @@ class Future(Node, Generic[T_co]):
 
     def _taken_in(self) -> None:
         """On the loop, once the outcome was published in the thread its call ended in
-        (``_outcome.settled_in_thread``): its scope and done-callbacks, as a settle does."""
+        (``_outcome.settle_in_thread``): its scope and done-callbacks, as a settle does."""
         if self._children:
             # Forked on the loop into this fork's scope (a callback in its context) in the
             # moment its call returned: made after it completed, as from a thread it left.

@@ -175,35 +175,26 @@ def refuse_roots(loop: AbstractEventLoop, refuse: bool) -> bool:
         return bool(box._calls)
 
 
-def admit_root(loop: AbstractEventLoop, admit: Callable[[], object]) -> None:
-    """Call ``admit()`` unless ``loop`` refuses roots from other threads (LoopClosing)."""
+def admit_root(
+    loop: AbstractEventLoop, admit: Callable[[], object], *, open_only: bool = False
+) -> None:
+    """Call ``admit()`` unless ``loop`` refuses roots from other threads (LoopClosing).
+
+    ``open_only``: refused as ``post_root`` refuses a call, also with RuntimeError once the
+    loop is closed (or its mailbox is).
+    """
     box = _mailboxes.get(loop)
     if box is None:
         if loop in _shut_down:
             raise LoopClosing
-        admit()
-        return
-    with box._lock:
-        if box.refusing_roots:
-            raise LoopClosing
-        admit()
-
-
-def admit_open_root(loop: AbstractEventLoop, admit: Callable[[], object]) -> None:
-    """``admit_root``, refused as ``post_root`` refuses a call: LoopClosing while ``loop``
-    refuses roots or once af.shutdown() closed it, RuntimeError once it is closed."""
-    box = _mailboxes.get(loop)
-    if box is None:
-        if loop in _shut_down:
-            raise LoopClosing
-        if loop.is_closed():
+        if open_only and loop.is_closed():
             raise RuntimeError("Event loop is closed")
         admit()
         return
     with box._lock:
         if box.refusing_roots:
             raise LoopClosing
-        if box.closed or loop.is_closed():
+        if open_only and (box.closed or loop.is_closed()):
             raise RuntimeError("Event loop is closed")
         admit()
 

@@ -62,30 +62,39 @@ def finish(fut: Future[Any], value: Any, exc: BaseException | None) -> None:
         fut._set_result(value)
 
 
-def settled_in_thread(fut: Future[Any], value: Any, error: BaseException | None) -> bool:
-    """In the thread where a sync or executor fork's call ended: settle the fork right here
-    when its loop has nothing left to decide, so a waiter in another thread wakes without
-    a trip through the loop; the loop takes the scope and done-callbacks in after.
+def may_settle_in_thread(fut: Future[Any]) -> bool:
+    """Whether a sync or executor fork whose call ended may be settled in that call's
+    thread (``settle_in_thread``), whatever its outcome: its loop has nothing left to decide.
 
-    Only for a root fork or a fork's child (a group's children settle on its loop, where
-    a failure makes the group fail fast before anyone can see it), that never had a child,
-    has no timeout, was not cancelled, and ended
-    with a value or an ``Exception`` (not a coroutine to run, not an interrupt), on a loop
-    asyncfork owns (which runs every call posted to it before it closes), with no
-    instrument listening (they hear a fork end on its loop). True if it settled the fork.
+    A root fork or a fork's child (a group's children settle on its loop, where a failure
+    makes the group fail fast before anyone can see it), that never had a child and has no
+    timeout, on a loop asyncfork owns (which runs every call posted to it before it
+    closes), with no instrument listening (they hear a fork end on its loop).
     """
     scope = fut._scope
-    if (
+    return not (
         HOOKS
         or scope is None
-        or not (scope is fut._parent or scope._is_root_set)  # a group fails fast on its loop
+        or not (scope is fut._parent or scope._is_root_set)
         or fut._children is not None
         or fut._timeout is not None
         or not owns_loop(fut._loop)
-        or (type(value) is CoroutineType if error is None else not isinstance(error, Exception))
-        or not fut._claim_settle()
-    ):
+    )
+
+
+def settle_in_thread(fut: Future[Any], value: Any, error: BaseException | None) -> bool:
+    """After ``may_settle_in_thread``, in the thread where the call ended: settle the fork
+    right here, so a waiter in another thread wakes without a trip through the loop; the
+    loop takes the scope and done-callbacks in after. Not for a coroutine the call returned
+    (it runs on the loop) or an interrupt (it must reach the loop), nor once a cancel came
+    first. True if it settled the fork.
+    """
+    if (
+        type(value) is CoroutineType if error is None else not isinstance(error, Exception)
+    ) or not fut._claim_settle():
         return False
+    scope = fut._scope
+    assert scope is not None
     if error is not None:
         annotate(fut, error)
     fut._publish(FINISHED, value, error)

@@ -21,7 +21,6 @@ from . import _threads
 from ._errors import DeadlockError, check_bool, check_timeout
 from ._future import PENDING, THREAD
 from ._mailbox import (
-    admit_open_root,
     admit_root,
     close_mailbox,
     forget_mailbox,
@@ -141,7 +140,7 @@ class Roots(Node):
         """From a thread that does not run the loop: ``child`` joins the set there, rather
         than through a call posted to the loop, which would wake it. Refused as that call
         would be: LoopClosing once af.shutdown() closes the loop, RuntimeError once closed."""
-        admit_open_root(self.loop, partial(self._members.add, child))
+        admit_root(self.loop, partial(self._members.add, child), open_only=True)
 
     def _left_from_thread(self, child: Future[Any]) -> None:
         """A root fork settled in the thread its call ended in leaves the set there; a join

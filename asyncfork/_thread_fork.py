@@ -15,7 +15,7 @@ from . import _threads
 from ._coroutine_fork import cancel_coroutine, drive_returned, new_task
 from ._future import PENDING, TAKEN_IN, Future, settle_dropped
 from ._mailbox import owns_loop, post
-from ._outcome import finish, settle_off_loop, settled_in_thread
+from ._outcome import finish, may_settle_in_thread, settle_in_thread, settle_off_loop
 from ._runner import note_interrupt
 from ._scope import CURRENT
 from ._threads import WorkItem
@@ -47,7 +47,7 @@ def sync_returned(item: WorkItem, value: Any, error: BaseException | None) -> No
     """In the worker thread: settle the fork here if nothing is left for its loop to
     decide, else hand the outcome to its loop."""
     fut = item.future
-    if settled_in_thread(fut, value, error):
+    if may_settle_in_thread(fut) and settle_in_thread(fut, value, error):
         return
     # Kept until the loop takes it in: should the loop close first (without running the
     # call posted here), the outcome is settled off the loop, by this thread or a waiter.
